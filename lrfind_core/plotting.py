@@ -1,0 +1,67 @@
+"""Plot an LR range-test result with matplotlib (headless-safe, never shows)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from os import PathLike
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from lrfind_core.result import LRFindResult
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def plot_result(
+    result: LRFindResult,
+    ax: Any = None,
+    path: str | PathLike[str] | None = None,
+    methods: Sequence[str] | None = None,
+    show_raw: bool = True,
+) -> Any:
+    """Draw the curve on ``ax`` (a new figure if None) and return the Axes.
+
+    Log-x; the raw losses faint, the smoothed loss bold, one marker per suggestion
+    in ``methods`` (default: every method in the result). With ``path`` the figure
+    is also saved there. ``show()`` is never called.
+    """
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(7, 4.5))
+    lrs = result.lrs
+    if show_raw:
+        ax.plot(lrs, result.losses, color="C0", alpha=0.3, linewidth=1, label="raw loss")
+    ax.plot(lrs, result.smoothed_losses, color="C0", linewidth=2, label="smoothed loss")
+    names = list(result.suggestion_details) if methods is None else list(methods)
+    for number, name in enumerate(names):
+        detail = result.suggest(name)
+        if detail.lr is None or detail.index is None:
+            continue
+        ax.plot(
+            detail.lr,
+            np.interp(np.log(detail.lr), np.log(lrs), result.smoothed_losses),
+            marker=MARKERS[number % len(MARKERS)],
+            markersize=8,
+            linestyle="none",
+            color=f"C{number + 1}",
+            label=f"{name}: {detail.lr:.2e}",
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("loss")
+    finite = result.smoothed_losses[np.isfinite(result.smoothed_losses)]
+    if len(finite):
+        low, high = float(finite.min()), float(finite.max())
+        margin = 0.05 * (high - low) or 0.05 * max(abs(high), 1.0)
+        ax.set_ylim(low - margin, high + margin)
+    title = "LR range test"
+    if result.stop_step is not None:
+        title += f" (stopped at step {result.stop_step}: {result.stop_reason})"
+    ax.set_title(title)
+    ax.legend(loc="best", fontsize="small")
+    if path is not None:
+        ax.figure.savefig(path, dpi=120, bbox_inches="tight")
+    return ax

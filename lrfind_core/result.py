@@ -1,0 +1,265 @@
+"""The result of an LR range test: the curve, where it stopped, and the suggestions."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from lrfind_core._checks import check_curve
+from lrfind_core.config import FinderConfig, make_config
+from lrfind_core.serialization import (
+    decode_floats,
+    decode_optional_float,
+    encode_floats,
+    encode_optional_float,
+)
+from lrfind_core.smoothing import ewa_smooth
+from lrfind_core.stopping import STOP_REASONS, find_stop
+from lrfind_core.suggest import Suggestion, suggest
+
+FORMAT_NAME = "lrfind-result"
+FORMAT_VERSION = 1
+
+COMPLETED = "completed"
+ENDED_EARLY = "ended before the planned steps"
+
+
+def _judge(lrs: np.ndarray, smoothed: np.ndarray, config: FinderConfig) -> dict[str, Suggestion]:
+    return {
+        method: suggest(
+            lrs,
+            smoothed,
+            method,
+            skip_start=config.skip_start,
+            skip_end=config.skip_end,
+            planned_steps=config.num_steps,
+        )
+        for method in config.methods
+    }
+
+
+@dataclass(eq=False)
+class LRFindResult:
+    """A recorded LR range test and what lrfind reads off it.
+
+    Attributes:
+      lrs: float64 LR of every recorded step (the reference param group's LR).
+      losses: raw loss of every recorded step, as recorded (float64).
+      smoothed_losses: the EWA of ``losses`` (float64), see :mod:`lrfind_core.smoothing`.
+      stop_step: index of the step that triggered the stop rule (it is the last one
+        kept), or None when the sweep did not diverge.
+      stop_reason: ``"diverged"``, ``"non-finite loss"``, ``"completed"``, or why the
+        sweep ended early (for example the data ran out).
+      suggestions: suggested LR (or None) per method.
+      suggestion: the default method's suggested LR.
+      suggestion_details: per method, the :class:`~lrfind_core.suggest.Suggestion`
+        with the curve index and the reason.
+      config: the :class:`~lrfind_core.config.FinderConfig` used.
+      meta: backend, versions, device, timings (seconds) and other run facts.
+    """
+
+    lrs: np.ndarray
+    losses: np.ndarray
+    smoothed_losses: np.ndarray
+    stop_step: int | None
+    stop_reason: str
+    suggestions: dict[str, float | None]
+    suggestion: float | None
+    suggestion_details: dict[str, Suggestion]
+    config: FinderConfig
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_curve(
+        cls,
+        lrs: Any,
+        losses: Any,
+        *,
+        config: FinderConfig | None = None,
+        preset: str | None = None,
+        end_reason: str | None = None,
+        meta: dict[str, Any] | None = None,
+        **settings: Any,
+    ) -> LRFindResult:
+        """Build a full result (smoothing, stop, suggestions) from any recorded curve.
+
+        Args:
+          lrs: LR of each recorded step (> 0, increasing).
+          losses: raw loss of each step. Points after the stop rule fires are dropped.
+          config: the sweep's config. Without one, it is made from ``preset`` and
+            ``settings`` (any :class:`FinderConfig` field), with ``start_lr``,
+            ``end_lr`` and ``num_steps`` taken from the curve unless given.
+          end_reason: why a curve shorter than ``config.num_steps`` ended, if the
+            stop rule did not fire (default "ended before the planned steps").
+          meta: run facts to keep with the result.
+        """
+        lrs, losses = check_curve(lrs, losses)
+        if len(lrs) < 1:
+            raise ValueError("a curve needs at least one recorded step")
+        if config is None:
+            defaults: dict[str, Any] = {"num_steps": max(len(lrs), 2)}
+            if len(lrs) >= 2:
+                defaults.update(start_lr=float(lrs[0]), end_lr=float(lrs[-1]))
+            config = make_config(preset, **{**defaults, **settings})
+        elif settings or preset is not None:
+            raise TypeError("pass either config or preset/settings, not both")
+        smoothed = ewa_smooth(losses, config.beta, config.debias)
+        stop_step, code = find_stop(losses, smoothed, diverge_factor=config.diverge_factor)
+        if stop_step is not None:
+            keep = stop_step + 1
+            lrs, losses, smoothed = lrs[:keep], losses[:keep], smoothed[:keep]
+            stop_reason = STOP_REASONS[code]
+        elif len(lrs) >= config.num_steps:
+            stop_reason = COMPLETED
+        else:
+            stop_reason = end_reason or ENDED_EARLY
+        details = _judge(lrs, smoothed, config)
+        return cls(
+            lrs=lrs,
+            losses=losses,
+            smoothed_losses=smoothed,
+            stop_step=stop_step,
+            stop_reason=stop_reason,
+            suggestions={name: detail.lr for name, detail in details.items()},
+            suggestion=details[config.default_method].lr,
+            suggestion_details=details,
+            config=config,
+            meta=dict(meta or {}),
+        )
+
+    def suggest(self, method: str | None = None) -> Suggestion:
+        """The suggestion of ``method`` (default: the config's default method)."""
+        method = self.config.default_method if method is None else method
+        if method in self.suggestion_details:
+            return self.suggestion_details[method]
+        return suggest(
+            self.lrs,
+            self.smoothed_losses,
+            method,
+            skip_start=self.config.skip_start,
+            skip_end=self.config.skip_end,
+            planned_steps=self.config.num_steps,
+        )
+
+    def resmooth(self, beta: float, debias: bool | None = None) -> LRFindResult:
+        """A new result from the same raw losses with another smoothing.
+
+        The stop rule and suggestions are re-judged; a curve can only get shorter.
+        """
+        settings: dict[str, Any] = {"beta": beta}
+        if debias is not None:
+            settings["debias"] = debias
+        config = replace(self.config, **settings)
+        end_reason = None if self.stop_step is not None else self.stop_reason
+        return LRFindResult.from_curve(
+            self.lrs, self.losses, config=config, end_reason=end_reason, meta=self.meta
+        )
+
+    def plot(
+        self,
+        ax: Any = None,
+        path: str | os.PathLike[str] | None = None,
+        methods: Sequence[str] | None = None,
+        show_raw: bool = True,
+    ) -> Any:
+        """Plot the curve and suggestions; return the matplotlib Axes (never shows).
+
+        See :func:`lrfind_core.plotting.plot_result`.
+        """
+        from lrfind_core.plotting import plot_result
+
+        return plot_result(self, ax=ax, path=path, methods=methods, show_raw=show_raw)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready plain data (non-finite floats as strings)."""
+        return {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "lrs": encode_floats(self.lrs),
+            "losses": encode_floats(self.losses),
+            "smoothed_losses": encode_floats(self.smoothed_losses),
+            "stop_step": self.stop_step,
+            "stop_reason": self.stop_reason,
+            "suggestion_details": {
+                name: {"lr": encode_optional_float(d.lr), "index": d.index, "reason": d.reason}
+                for name, d in self.suggestion_details.items()
+            },
+            "config": self.config.to_dict(),
+            "meta": self.meta,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LRFindResult:
+        """Inverse of :meth:`to_dict`."""
+        if data.get("format") != FORMAT_NAME:
+            raise ValueError(f"not an lrfind result (format={data.get('format')!r})")
+        if data.get("version") != FORMAT_VERSION:
+            raise ValueError(
+                f"unsupported lrfind result version {data.get('version')!r}; this lrfind reads "
+                f"version {FORMAT_VERSION}"
+            )
+        config = FinderConfig.from_dict(data["config"])
+        details = {
+            name: Suggestion(name, decode_optional_float(d["lr"]), d["index"], d["reason"])
+            for name, d in data["suggestion_details"].items()
+        }
+        return cls(
+            lrs=decode_floats(data["lrs"]),
+            losses=decode_floats(data["losses"]),
+            smoothed_losses=decode_floats(data["smoothed_losses"]),
+            stop_step=data["stop_step"],
+            stop_reason=data["stop_reason"],
+            suggestions={name: d.lr for name, d in details.items()},
+            suggestion=details[config.default_method].lr
+            if config.default_method in details
+            else None,
+            suggestion_details=details,
+            config=config,
+            meta=data["meta"],
+        )
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the result as JSON to ``path``."""
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(self.to_dict(), handle, indent=1, allow_nan=False)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> LRFindResult:
+        """Read a result written by :meth:`save`."""
+        with open(path, encoding="utf-8") as handle:
+            return cls.from_dict(json.load(handle))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LRFindResult):
+            return NotImplemented
+        arrays_equal = all(
+            np.array_equal(getattr(self, name), getattr(other, name), equal_nan=True)
+            for name in ("lrs", "losses", "smoothed_losses")
+        )
+        return arrays_equal and all(
+            getattr(self, name) == getattr(other, name)
+            for name in (
+                "stop_step",
+                "stop_reason",
+                "suggestions",
+                "suggestion",
+                "suggestion_details",
+                "config",
+                "meta",
+            )
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        shown = self.suggestion
+        lr = "None" if shown is None else f"{shown:.3g}"
+        return (
+            f"LRFindResult(steps={len(self.lrs)}, stop_reason={self.stop_reason!r}, "
+            f"suggestion={lr} ({self.config.default_method}))"
+        )

@@ -1,0 +1,76 @@
+"""Exponentially weighted average (EWA) of the loss, online and over whole curves.
+
+With ``beta`` the weight of the past and ``alpha = 1 - beta`` the weight of the new
+loss ``x_t``:
+
+* ``debias=True`` (fastai, Lightning, lrfind): ``a_t = beta * a_{t-1} + alpha * x_t``
+  with ``a_{-1} = 0``, reported as ``a_t / (1 - beta ** (t + 1))``. The first
+  smoothed value equals the first loss and no early value is biased toward 0.
+* ``debias=False`` (torch-lr-finder with ``smooth_f = alpha``): ``a_0 = x_0``, then
+  ``a_t = beta * a_{t-1} + alpha * x_t``, reported as ``a_t``.
+
+``beta = 0`` turns smoothing off. The online form (:func:`ewa_update`) is written
+against an array namespace ``xp`` so the JAX backend runs the very same rule
+inside a compiled loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from lrfind_core._checks import check_fraction
+from lrfind_core.array_namespace import python_scalars
+
+
+class EwaState(NamedTuple):
+    """Online EWA state: steps seen, the accumulator, and ``beta ** count``."""
+
+    count: Any
+    average: Any
+    beta_power: Any
+
+
+def ewa_init(xp: Any = python_scalars, dtype: Any = None) -> EwaState:
+    """Fresh state before the first loss; ``dtype`` is the float dtype to keep."""
+    return EwaState(
+        count=xp.asarray(0),
+        average=xp.asarray(0.0, dtype=dtype),
+        beta_power=xp.asarray(1.0, dtype=dtype),
+    )
+
+
+def ewa_update(
+    state: EwaState, loss: Any, *, beta: float, debias: bool, xp: Any = python_scalars
+) -> tuple[EwaState, Any]:
+    """Fold one loss into the average; return the new state and the smoothed loss.
+
+    ``beta`` and ``debias`` are Python constants (static under ``jax.jit``).
+    """
+    alpha = 1.0 - beta
+    if debias:
+        average = beta * state.average + alpha * loss
+        beta_power = state.beta_power * beta
+        smoothed = average / (1.0 - beta_power)
+    else:
+        average = xp.where(state.count == 0, loss, beta * state.average + alpha * loss)
+        beta_power = state.beta_power
+        smoothed = average
+    return EwaState(state.count + 1, average, beta_power), smoothed
+
+
+def ewa_smooth(losses: Any, beta: float = 0.98, debias: bool = True) -> np.ndarray:
+    """Smooth a whole curve of losses in float64 with the rule in the module docstring.
+
+    Non-finite losses propagate into every later smoothed value.
+    """
+    beta = check_fraction("beta", beta)
+    values = np.asarray(losses, dtype=np.float64)
+    if values.ndim != 1:
+        raise ValueError(f"losses must be a 1-D array, got shape {values.shape}")
+    smoothed = np.empty_like(values)
+    state = ewa_init()
+    for index, loss in enumerate(values.tolist()):
+        state, smoothed[index] = ewa_update(state, loss, beta=beta, debias=debias)
+    return smoothed
