@@ -29,7 +29,9 @@ COMPLETED = "completed"
 ENDED_EARLY = "ended before the planned steps"
 
 
-def _judge(lrs: np.ndarray, smoothed: np.ndarray, config: FinderConfig) -> dict[str, Suggestion]:
+def _judge(
+    lrs: np.ndarray, smoothed: np.ndarray, config: FinderConfig, planned_points: int
+) -> dict[str, Suggestion]:
     return {
         method: suggest(
             lrs,
@@ -37,7 +39,7 @@ def _judge(lrs: np.ndarray, smoothed: np.ndarray, config: FinderConfig) -> dict[
             method,
             skip_start=config.skip_start,
             skip_end=config.skip_end,
-            planned_steps=config.num_steps,
+            planned_steps=planned_points,
         )
         for method in config.methods
     }
@@ -60,6 +62,8 @@ class LRFindResult:
       suggestion_details: per method, the :class:`~lrfind_core.suggest.Suggestion`
         with the curve index and the reason.
       config: the :class:`~lrfind_core.config.FinderConfig` used.
+      planned_points: curve points the sweep planned: ``config.num_steps``, or fewer
+        when a point is recorded every few steps (a validation curve).
       meta: backend, versions, device, timings (seconds) and other run facts.
     """
 
@@ -72,6 +76,7 @@ class LRFindResult:
     suggestion: float | None
     suggestion_details: dict[str, Suggestion]
     config: FinderConfig
+    planned_points: int
     meta: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -83,6 +88,7 @@ class LRFindResult:
         config: FinderConfig | None = None,
         preset: str | None = None,
         end_reason: str | None = None,
+        planned_points: int | None = None,
         meta: dict[str, Any] | None = None,
         **settings: Any,
     ) -> LRFindResult:
@@ -94,8 +100,9 @@ class LRFindResult:
           config: the sweep's config. Without one, it is made from ``preset`` and
             ``settings`` (any :class:`FinderConfig` field), with ``start_lr``,
             ``end_lr`` and ``num_steps`` taken from the curve unless given.
-          end_reason: why a curve shorter than ``config.num_steps`` ended, if the
-            stop rule did not fire (default "ended before the planned steps").
+          end_reason: why a curve shorter than planned ended, if the stop rule did
+            not fire (default "ended before the planned steps").
+          planned_points: curve points planned (default ``config.num_steps``).
           meta: run facts to keep with the result.
         """
         lrs, losses = check_curve(lrs, losses)
@@ -108,17 +115,18 @@ class LRFindResult:
             config = make_config(preset, **{**defaults, **settings})
         elif settings or preset is not None:
             raise TypeError("pass either config or preset/settings, not both")
+        planned = config.num_steps if planned_points is None else int(planned_points)
         smoothed = ewa_smooth(losses, config.beta, config.debias)
         stop_step, code = find_stop(losses, smoothed, diverge_factor=config.diverge_factor)
         if stop_step is not None:
             keep = stop_step + 1
             lrs, losses, smoothed = lrs[:keep], losses[:keep], smoothed[:keep]
             stop_reason = STOP_REASONS[code]
-        elif len(lrs) >= config.num_steps:
+        elif len(lrs) >= planned:
             stop_reason = COMPLETED
         else:
             stop_reason = end_reason or ENDED_EARLY
-        details = _judge(lrs, smoothed, config)
+        details = _judge(lrs, smoothed, config, planned)
         return cls(
             lrs=lrs,
             losses=losses,
@@ -129,6 +137,7 @@ class LRFindResult:
             suggestion=details[config.default_method].lr,
             suggestion_details=details,
             config=config,
+            planned_points=planned,
             meta=dict(meta or {}),
         )
 
@@ -143,7 +152,7 @@ class LRFindResult:
             method,
             skip_start=self.config.skip_start,
             skip_end=self.config.skip_end,
-            planned_steps=self.config.num_steps,
+            planned_steps=self.planned_points,
         )
 
     def resmooth(self, beta: float, debias: bool | None = None) -> LRFindResult:
@@ -157,7 +166,8 @@ class LRFindResult:
         config = replace(self.config, **settings)
         end_reason = None if self.stop_step is not None else self.stop_reason
         return LRFindResult.from_curve(
-            self.lrs, self.losses, config=config, end_reason=end_reason, meta=self.meta
+            self.lrs, self.losses, config=config, end_reason=end_reason,
+            planned_points=self.planned_points, meta=self.meta,
         )
 
     def plot(
@@ -190,6 +200,7 @@ class LRFindResult:
                 for name, d in self.suggestion_details.items()
             },
             "config": self.config.to_dict(),
+            "planned_points": self.planned_points,
             "meta": self.meta,
         }
 
@@ -220,6 +231,7 @@ class LRFindResult:
             else None,
             suggestion_details=details,
             config=config,
+            planned_points=data["planned_points"],
             meta=data["meta"],
         )
 

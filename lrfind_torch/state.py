@@ -1,0 +1,239 @@
+"""Exact snapshots of everything a sweep touches, and their restore.
+
+A :class:`TrainingSnapshot` records, before the sweep:
+
+* every parameter and buffer tensor of the model (the objects and a CPU copy of
+  their values), each submodule's ``training`` flag and each parameter's ``.grad``;
+* the optimizer's per-parameter state (objects and CPU copies), its param groups
+  (``lr`` and ``initial_lr`` included) and its plain attributes (for example the
+  ``_opt_called`` flag an LR scheduler uses);
+* a ``torch.amp.GradScaler``'s attributes;
+* the torch CPU RNG, every initialised CUDA/MPS device's RNG, Python's ``random``
+  and numpy's global RNG;
+* any extra objects with ``state_dict``/``load_state_dict``.
+
+:meth:`TrainingSnapshot.restore` writes the saved values back *into the original
+tensor objects* and puts those objects back where they were, so references a
+user holds (to parameters, optimizer state, param groups) stay valid and equal
+bit for bit. With ``mode="disk"`` the CPU copies live in a unique temporary file
+(in ``directory``) instead of memory; :meth:`close` deletes it.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import random
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+SNAPSHOT_MODES = ("memory", "disk")
+_PLAIN = (bool, int, float, str, type(None))
+
+
+def _cpu_copy(value: Any) -> Any:
+    """A deep copy with every tensor detached and copied to the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        copied = copy.copy(value)  # keeps the type (and a defaultdict's factory)
+        copied.clear()
+        copied.update((key, _cpu_copy(item)) for key, item in value.items())
+        return copied
+    if isinstance(value, list | tuple) and not hasattr(value, "_fields"):
+        return type(value)(_cpu_copy(item) for item in value)
+    return copy.deepcopy(value)
+
+
+def _copy_back(original: Any, saved: Any) -> Any:
+    """Write ``saved`` into ``original`` when both are tensors; return the value to keep."""
+    if isinstance(original, torch.Tensor) and isinstance(saved, torch.Tensor):
+        if original.shape == saved.shape and original.dtype == saved.dtype:
+            with torch.no_grad():
+                original.copy_(saved)
+            return original
+        return saved.to(original.device)
+    return copy.deepcopy(saved)
+
+
+def _rng_states() -> dict[str, Any]:
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),  # noqa: NPY002 (the legacy global RNG users seed)
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    mps = getattr(torch, "mps", None)
+    if mps is not None and torch.backends.mps.is_available():
+        states["mps"] = mps.get_rng_state()
+    return states
+
+
+def _set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])  # noqa: NPY002
+    if "cuda" in states:
+        torch.cuda.set_rng_state_all(states["cuda"])
+    if "mps" in states:
+        torch.mps.set_rng_state(states["mps"])
+
+
+@dataclass
+class _Slots:
+    """References to the live objects (kept in memory in both modes)."""
+
+    tensors: list[tuple[dict[str, Any], str, torch.Tensor]] = field(default_factory=list)
+    training: list[tuple[torch.nn.Module, bool]] = field(default_factory=list)
+    grads: list[tuple[torch.Tensor, torch.Tensor | None]] = field(default_factory=list)
+    optimizer_state: dict[torch.Tensor, dict[str, Any]] = field(default_factory=dict)
+    group_keys: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _module_slots(module: torch.nn.Module, slots: _Slots, values: dict[str, Any]) -> None:
+    """Record ``module``'s tensors, grads and training flags into ``slots``/``values``."""
+    seen_grads: set[int] = set()
+    for submodule in module.modules():
+        slots.training.append((submodule, submodule.training))
+        for container in (submodule._parameters, submodule._buffers):
+            for name, tensor in container.items():
+                if tensor is None:
+                    continue
+                key = str(id(tensor))
+                slots.tensors.append((container, name, tensor))
+                values["tensors"].setdefault(key, tensor.detach().to("cpu", copy=True))
+                if isinstance(tensor, torch.nn.Parameter) and id(tensor) not in seen_grads:
+                    seen_grads.add(id(tensor))
+                    slots.grads.append((tensor, tensor.grad))
+                    if tensor.grad is not None:
+                        values["grads"][key] = tensor.grad.detach().to("cpu", copy=True)
+
+
+def _optimizer_slots(
+    optimizer: torch.optim.Optimizer, slots: _Slots, values: dict[str, Any]
+) -> None:
+    """Record ``optimizer``'s state, groups and plain attributes."""
+    state_values: dict[str, dict[str, Any]] = {}
+    for param, param_state in optimizer.state.items():
+        slots.optimizer_state[param] = dict(param_state)
+        state_values[str(id(param))] = _cpu_copy(dict(param_state))
+    values["optimizer_state"] = state_values
+    values["groups"] = []
+    for group in optimizer.param_groups:
+        slots.group_keys.append(dict(group))
+        values["groups"].append(_cpu_copy({k: v for k, v in group.items() if k != "params"}))
+    values["optimizer_attributes"] = {
+        key: value
+        for key, value in vars(optimizer).items()
+        if key not in ("state", "param_groups") and isinstance(value, _PLAIN)
+    }
+    values["optimizer_keys"] = set(vars(optimizer))
+
+
+class TrainingSnapshot:
+    """Everything a sweep changes, saved before it and restorable exactly."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        *,
+        grad_scaler: Any = None,
+        extras: Iterable[Any] = (),
+        mode: str = "memory",
+        directory: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self._model_slots = _Slots()
+        self._optimizer = optimizer
+        self._grad_scaler = grad_scaler
+        self._extras = list(extras)
+        self._path: str | None = None
+        values: dict[str, Any] = {"tensors": {}, "grads": {}}
+        _module_slots(model, self._model_slots, values)
+        _optimizer_slots(optimizer, self._model_slots, values)
+        if grad_scaler is not None:
+            values["scaler"] = _cpu_copy(dict(vars(grad_scaler)))
+            self._scaler_objects = dict(vars(grad_scaler))
+        values["extras"] = [self._extra_state(extra) for extra in self._extras]
+        values["rng"] = _rng_states()
+        if mode == "disk":
+            handle, self._path = tempfile.mkstemp(prefix="lrfind-", suffix=".pt", dir=directory)
+            os.close(handle)
+            torch.save(values, self._path)
+            self._values: dict[str, Any] | None = None
+        else:
+            self._values = values
+
+    @staticmethod
+    def _extra_state(extra: Any) -> Any:
+        if not (hasattr(extra, "state_dict") and hasattr(extra, "load_state_dict")):
+            raise TypeError(
+                "restore_also items need state_dict() and load_state_dict(), got "
+                f"{type(extra).__name__}"
+            )
+        return _cpu_copy(extra.state_dict())
+
+    def _load_values(self) -> dict[str, Any]:
+        if self._values is not None:
+            return self._values
+        assert self._path is not None
+        return torch.load(self._path, map_location="cpu", weights_only=False)
+
+    def restore(self) -> None:
+        """Put every recorded object and value back as it was at capture time."""
+        values = self._load_values()
+        slots = self._model_slots
+        for container, name, tensor in slots.tensors:
+            container[name] = tensor
+            with torch.no_grad():
+                tensor.copy_(values["tensors"][str(id(tensor))])
+        for module, training in slots.training:
+            module.training = training
+        for param, grad in slots.grads:
+            saved = values["grads"].get(str(id(param)))
+            param.grad = None if grad is None else _copy_back(grad, saved)
+        self._restore_optimizer(values)
+        if self._grad_scaler is not None:
+            scaler_vars = vars(self._grad_scaler)
+            scaler_vars.clear()
+            for key, saved in values["scaler"].items():
+                scaler_vars[key] = _copy_back(self._scaler_objects.get(key), saved)
+        for extra, state in zip(self._extras, values["extras"], strict=True):
+            extra.load_state_dict(copy.deepcopy(state))
+        _set_rng_states(values["rng"])
+
+    def _restore_optimizer(self, values: dict[str, Any]) -> None:
+        optimizer, slots = self._optimizer, self._model_slots
+        saved_state = values["optimizer_state"]
+        for param in list(optimizer.state):
+            if param not in slots.optimizer_state:
+                del optimizer.state[param]
+        for param, originals in slots.optimizer_state.items():
+            saved = saved_state[str(id(param))]
+            optimizer.state[param] = {
+                key: _copy_back(originals[key], saved[key]) for key in originals
+            }
+        for group, originals, saved in zip(
+            optimizer.param_groups, slots.group_keys, values["groups"], strict=True
+        ):
+            restored = {"params": originals["params"]}
+            for key, value in saved.items():
+                restored[key] = _copy_back(originals[key], value)
+            group.clear()
+            group.update(restored)
+        attributes = vars(optimizer)
+        for key in set(attributes) - values["optimizer_keys"]:
+            del attributes[key]
+        attributes.update(values["optimizer_attributes"])
+
+    def close(self) -> None:
+        """Delete the temporary file of a disk snapshot (safe to call twice)."""
+        if self._path is not None and os.path.exists(self._path):
+            os.remove(self._path)
+        self._path = None
