@@ -9,23 +9,29 @@ import platform
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 import lrfind_core
-from lrfind_core import FinderConfig, LRFindResult, MonitorSettings, make_config
-from lrfind_core.monitor import monitor_init, monitor_update
+from lrfind_core import FinderConfig, LRFindResult, make_config
 from lrfind_torch.batches import BatchStream, DataExhausted, move_to_device
 from lrfind_torch.checks import (
-    check_loss,
     check_loss_options,
     check_model_and_optimizer,
     check_sweep_options,
 )
+from lrfind_torch.distributed import (
+    active_group,
+    is_collective_failure,
+    rank,
+    share_from_rank0,
+    world_size,
+)
+from lrfind_torch.recording import LossRecorder
 from lrfind_torch.state import TrainingSnapshot
+from lrfind_torch.step import TrainStep, loss_computation
 
 logger = logging.getLogger("lrfind_torch")
 
@@ -40,108 +46,6 @@ def default_sync_every(device: torch.device) -> int:
 
 def _model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
-
-
-@dataclass
-class _Step:
-    """Everything one optimizer step needs; built once per sweep."""
-
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    compute_loss: Callable[[Any], torch.Tensor]
-    loss_source: str
-    batches: BatchStream
-    device: torch.device
-    non_blocking: bool
-    accumulation_steps: int
-    autocast_dtype: torch.dtype | None
-    grad_scaler: Any
-    max_grad_norm: float | None
-    checked: bool = False
-
-    def micro_loss(self) -> torch.Tensor:
-        batch = move_to_device(next(self.batches), self.device, self.non_blocking)
-        if self.autocast_dtype is None:
-            loss = self.compute_loss(batch)
-        else:
-            with torch.autocast(self.device.type, dtype=self.autocast_dtype):
-                loss = self.compute_loss(batch)
-        if not self.checked:
-            check_loss(loss, self.loss_source)
-            self.checked = True
-        return loss.reshape(())
-
-    def run(self) -> torch.Tensor:
-        """One optimizer step (``accumulation_steps`` micro-batches); the mean loss, detached."""
-        self.optimizer.zero_grad(set_to_none=True)
-        scaler = self.grad_scaler
-        if self.accumulation_steps == 1:
-            loss = self.micro_loss()
-            (loss if scaler is None else scaler.scale(loss)).backward()
-            total = loss.detach()
-        else:
-            total = None
-            for _ in range(self.accumulation_steps):
-                loss = self.micro_loss() / self.accumulation_steps
-                (loss if scaler is None else scaler.scale(loss)).backward()
-                total = loss.detach() if total is None else total + loss.detach()
-        if self.max_grad_norm is not None:
-            if scaler is not None:
-                scaler.unscale_(self.optimizer)
-            params = [p for group in self.optimizer.param_groups for p in group["params"]]
-            torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
-        if scaler is None:
-            self.optimizer.step()
-        else:
-            scaler.step(self.optimizer)
-            scaler.update()
-        return total
-
-    @torch.no_grad()
-    def validation_loss(self, batches: list[Any]) -> torch.Tensor:
-        """Mean loss over the fixed validation batches, in eval mode."""
-        self.model.eval()
-        try:
-            total = None
-            for batch in batches:
-                if self.autocast_dtype is None:
-                    loss = self.compute_loss(batch)
-                else:
-                    with torch.autocast(self.device.type, dtype=self.autocast_dtype):
-                        loss = self.compute_loss(batch)
-                loss = loss.detach().reshape(()).float()
-                total = loss if total is None else total + loss
-            assert total is not None
-            return total / len(batches)
-        finally:
-            self.model.train()
-
-
-def _loss_computation(
-    model: torch.nn.Module, loss_fn: Callable | None, step_fn: Callable | None
-) -> tuple[Callable[[Any], torch.Tensor], str]:
-    if step_fn is not None:
-        return (lambda batch: step_fn(model, batch)), "step_fn"
-
-    def supervised(batch: Any) -> torch.Tensor:
-        if not isinstance(batch, tuple | list) or len(batch) != 2:
-            raise TypeError(
-                "without step_fn each batch must be an (inputs, target) tuple or list, got "
-                f"{type(batch).__name__}"
-                + (f" of length {len(batch)}" if isinstance(batch, tuple | list) else "")
-                + "; for dicts or other batches pass step_fn(model, batch) -> loss"
-            )
-        inputs, target = batch
-        return loss_fn(model(inputs), target)
-
-    return supervised, "loss_fn"
-
-
-def _to_host(pending: list[torch.Tensor]) -> list[float]:
-    """One device-to-host transfer for all pending losses."""
-    if len(pending) == 1:
-        return [pending[0].item()]
-    return torch.stack(pending).tolist()
 
 
 def _group_lrs(optimizer: torch.optim.Optimizer, lrs: np.ndarray) -> list[list[float]]:
@@ -203,6 +107,8 @@ def lr_find(
     snapshot: str = "memory",
     snapshot_dir: str | os.PathLike[str] | None = None,
     restore_also: Sequence[Any] = (),
+    process_group: Any = None,
+    plot_path: str | os.PathLike[str] | None = None,
 ) -> LRFindResult:
     """Run the LR range test on a torch model and return the curve and suggestions.
 
@@ -247,6 +153,11 @@ def lr_find(
         file (in ``snapshot_dir``), deleted afterwards.
       restore_also: more objects with ``state_dict``/``load_state_dict`` (a second
         optimizer, a discriminator...) to restore afterwards.
+      process_group: under ``torch.distributed`` (DDP, FSDP), the group whose ranks
+        average their losses (default: the world). Every rank must call
+        ``lr_find`` with the same settings; all stop at the same step and return
+        the same result. Only rank 0 shows the progress bar and saves the plot.
+      plot_path: also save the plot there (rank 0 only).
 
     Returns:
       An :class:`lrfind_core.LRFindResult`; ``result.lrs`` are group 0's LRs.
@@ -287,6 +198,7 @@ def lr_find(
             f"train_data must be an iterable of batches, got {type(train_data).__name__}"
         )
     sync_every = default_sync_every(device) if sync_every is None else sync_every
+    group = active_group(process_group)
     scaler = grad_scaler if grad_scaler is not None and grad_scaler.is_enabled() else None
 
     started = time.perf_counter()
@@ -302,8 +214,8 @@ def lr_find(
     try:
         # Iterating a shuffling DataLoader draws from the torch RNG: only after the snapshot.
         train_stream = BatchStream(train_data, "train_data", warn_stacklevel=6)
-        compute_loss, source = _loss_computation(model, loss_fn, step_fn)
-        step = _Step(
+        compute_loss, source = loss_computation(model, loss_fn, step_fn)
+        step = TrainStep(
             model,
             optimizer,
             compute_loss,
@@ -324,9 +236,18 @@ def lr_find(
             val_every=val_every,
             val_batches=val_batches,
             sync_every=sync_every,
-            progress=progress,
+            progress=progress and rank(group) == 0,
+            group=group,
         )
         sweep_time = time.perf_counter() - sweep_started
+    except Exception as error:
+        if group is not None and is_collective_failure(error):
+            raise RuntimeError(
+                f"lr_find stopped on rank {rank(group)}: a collective failed, most likely "
+                "because another rank raised or stopped responding (see its error). This "
+                "rank's model, optimizer and RNG were restored."
+            ) from error
+        raise
     finally:
         restore_started = time.perf_counter()
         try:
@@ -337,7 +258,8 @@ def lr_find(
     meta = {
         "backend": "torch",
         "versions": _versions(),
-        "device": str(device),
+        "device": device.type,
+        "world_size": world_size(group),
         "loss_kind": "validation" if val_data is not None else "train",
         "accumulation_steps": accumulation_steps,
         "sync_every": sync_every,
@@ -350,53 +272,20 @@ def lr_find(
         **facts,
     }
     planned_points = config.num_steps // val_every if val_data is not None else None
-    return LRFindResult.from_curve(
+    result = LRFindResult.from_curve(
         recorder.lrs,
         recorder.losses,
         config=config,
         end_reason=end_reason,
-        meta=meta,
+        meta=share_from_rank0(meta, group),
         planned_points=planned_points,
     )
+    if plot_path is not None and rank(group) == 0:
+        result.plot(path=plot_path)
+    return result
 
 
-class _Recorder:
-    """Recorded (lr, raw loss) pairs, read from the device in batches, with the stop rule."""
-
-    def __init__(self, config: FinderConfig, sync_every: int) -> None:
-        self.settings = MonitorSettings(config.beta, config.debias, config.diverge_factor)
-        self.monitor = monitor_init()
-        self.sync_every = sync_every
-        self.lrs: list[float] = []
-        self.losses: list[float] = []
-        self.pending: list[torch.Tensor] = []
-        self.pending_lrs: list[float] = []
-        self.stopped = False
-
-    def add(self, lr: float, loss: torch.Tensor) -> int:
-        """Queue one point; at a sync point, read the queue. Returns points read."""
-        self.pending.append(loss)
-        self.pending_lrs.append(lr)
-        return self.flush() if len(self.pending) >= self.sync_every else 0
-
-    def flush(self) -> int:
-        """Read every queued loss to the host and apply the stop rule to each."""
-        if not self.pending:
-            return 0
-        count = len(self.pending)
-        for lr, value in zip(self.pending_lrs, _to_host(self.pending), strict=True):
-            self.lrs.append(lr)
-            self.losses.append(value)
-            self.monitor, _, code = monitor_update(self.monitor, value, self.settings)
-            if code:
-                self.stopped = True
-                break
-        self.pending.clear()
-        self.pending_lrs.clear()
-        return count
-
-
-def _validation_batches(val_data: Iterable[Any], count: int, step: _Step) -> list[Any]:
+def _validation_batches(val_data: Iterable[Any], count: int, step: TrainStep) -> list[Any]:
     batches = [
         move_to_device(batch, step.device, step.non_blocking)
         for batch in itertools.islice(val_data, count)
@@ -407,7 +296,7 @@ def _validation_batches(val_data: Iterable[Any], count: int, step: _Step) -> lis
 
 
 def _sweep(
-    step: _Step,
+    step: TrainStep,
     config: FinderConfig,
     *,
     val_data: Iterable[Any] | None,
@@ -415,7 +304,8 @@ def _sweep(
     val_batches: int,
     sync_every: int,
     progress: bool,
-) -> tuple[_Recorder, str | None, dict[str, Any]]:
+    group: Any,
+) -> tuple[LossRecorder, str | None, dict[str, Any]]:
     """The training loop. Returns the recorder, why the sweep ended early, and facts."""
     from tqdm.auto import tqdm
 
@@ -424,7 +314,7 @@ def _sweep(
     groups = step.optimizer.param_groups
     validation = None if val_data is None else _validation_batches(val_data, val_batches, step)
     step.model.train()
-    recorder = _Recorder(config, sync_every)
+    recorder = LossRecorder(config, sync_every, group)
     skipped: list[dict[str, float]] = []
     end_reason: str | None = None
     consecutive_skips = 0

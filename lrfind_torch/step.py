@@ -1,0 +1,106 @@
+"""One optimizer step of the sweep: forward, backward (scaled, accumulated), step."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from lrfind_torch.batches import BatchStream, move_to_device
+from lrfind_torch.checks import check_loss
+
+
+@dataclass
+class TrainStep:
+    """Everything one optimizer step needs; built once per sweep."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    compute_loss: Callable[[Any], torch.Tensor]
+    loss_source: str
+    batches: BatchStream
+    device: torch.device
+    non_blocking: bool
+    accumulation_steps: int
+    autocast_dtype: torch.dtype | None
+    grad_scaler: Any
+    max_grad_norm: float | None
+    checked: bool = False
+
+    def forward_loss(self, batch: Any) -> torch.Tensor:
+        """The loss of one batch already on the device, under autocast if set."""
+        if self.autocast_dtype is None:
+            return self.compute_loss(batch)
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype):
+            return self.compute_loss(batch)
+
+    def micro_loss(self) -> torch.Tensor:
+        """The loss of the next training batch (checked once)."""
+        loss = self.forward_loss(move_to_device(next(self.batches), self.device, self.non_blocking))
+        if not self.checked:
+            check_loss(loss, self.loss_source)
+            self.checked = True
+        return loss.reshape(())
+
+    def run(self) -> torch.Tensor:
+        """One optimizer step (``accumulation_steps`` micro-batches); the mean loss, detached."""
+        self.optimizer.zero_grad(set_to_none=True)
+        scaler = self.grad_scaler
+        if self.accumulation_steps == 1:
+            loss = self.micro_loss()
+            (loss if scaler is None else scaler.scale(loss)).backward()
+            total = loss.detach()
+        else:
+            total = None
+            for _ in range(self.accumulation_steps):
+                loss = self.micro_loss() / self.accumulation_steps
+                (loss if scaler is None else scaler.scale(loss)).backward()
+                total = loss.detach() if total is None else total + loss.detach()
+        if self.max_grad_norm is not None:
+            if scaler is not None:
+                scaler.unscale_(self.optimizer)
+            params = [p for group in self.optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
+        if scaler is None:
+            self.optimizer.step()
+        else:
+            scaler.step(self.optimizer)
+            scaler.update()
+        return total
+
+    @torch.no_grad()
+    def validation_loss(self, batches: list[Any]) -> torch.Tensor:
+        """Mean loss over the fixed validation batches, in eval mode."""
+        self.model.eval()
+        try:
+            total = None
+            for batch in batches:
+                loss = self.forward_loss(batch).detach().reshape(()).float()
+                total = loss if total is None else total + loss
+            assert total is not None
+            return total / len(batches)
+        finally:
+            self.model.train()
+
+
+def loss_computation(
+    model: torch.nn.Module, loss_fn: Callable | None, step_fn: Callable | None
+) -> tuple[Callable[[Any], torch.Tensor], str]:
+    """``batch -> loss`` for ``loss_fn`` on (inputs, target) batches, or for ``step_fn``."""
+    if step_fn is not None:
+        return (lambda batch: step_fn(model, batch)), "step_fn"
+
+    def supervised(batch: Any) -> torch.Tensor:
+        if not isinstance(batch, tuple | list) or len(batch) != 2:
+            raise TypeError(
+                "without step_fn each batch must be an (inputs, target) tuple or list, got "
+                f"{type(batch).__name__}"
+                + (f" of length {len(batch)}" if isinstance(batch, tuple | list) else "")
+                + "; for dicts or other batches pass step_fn(model, batch) -> loss"
+            )
+        inputs, target = batch
+        return loss_fn(model(inputs), target)
+
+    return supervised, "loss_fn"
