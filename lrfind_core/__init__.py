@@ -20,7 +20,7 @@ from lrfind_core.stopping import (
     stop_init,
     stop_update,
 )
-from lrfind_core.suggest import (
+from lrfind_core.suggestion import (
     Suggestion,
     available_methods,
     register_method,

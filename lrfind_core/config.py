@@ -29,9 +29,16 @@ from typing import Any
 
 from lrfind_core._checks import check_choice, check_fraction, check_int, check_positive_float
 from lrfind_core.schedules import SCHEDULES, make_schedule
-from lrfind_core.suggest import available_methods, check_method
+from lrfind_core.suggestion import available_methods, check_method
 
 DEFAULT_METHODS = ("valley", "steep", "minimum", "slide")
+MODES = ("sweep", "independent")
+
+INDEPENDENT_DEFAULTS: dict[str, Any] = {
+    "num_steps": 24, "beta": 0.0, "skip_start": 0, "skip_end": 0,
+}
+"""Defaults for ``mode="independent"`` (a grid of 24 LRs, each curve point its own run,
+so no smoothing across LRs and no trimming), below explicit settings, above presets."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,14 @@ class FinderConfig:
       skip_start: points trimmed at the start before suggesting (None: steps // 10).
       skip_end: points trimmed at the end before suggesting.
       preset: the preset this config started from.
+      mode: ``"sweep"`` (the classic range test: one run, the LR rising every
+        step) or ``"independent"`` (one short run per LR of a grid of
+        ``num_steps`` LRs, each from the same start on the same batches).
+      num_sweeps: curves to record, each from the same start with another data
+        order and seed; K > 1 adds a band and the suggestions' spread, and the
+        suggestion comes from the median curve.
+      steps_per_lr: optimizer steps of each independent run.
+      average_last: final steps whose mean loss scores an independent run.
     """
 
     start_lr: float = 1e-7
@@ -66,6 +81,10 @@ class FinderConfig:
     skip_start: int | None = None
     skip_end: int = 5
     preset: str = "lrfind"
+    mode: str = "sweep"
+    num_sweeps: int = 1
+    steps_per_lr: int = 20
+    average_last: int = 5
 
     def __post_init__(self) -> None:
         check_positive_float("start_lr", self.start_lr)
@@ -88,6 +107,15 @@ class FinderConfig:
         if self.skip_start is not None:
             check_int("skip_start", self.skip_start, minimum=0)
         check_int("skip_end", self.skip_end, minimum=0)
+        check_choice("mode", self.mode, MODES)
+        check_int("num_sweeps", self.num_sweeps, minimum=1)
+        check_int("steps_per_lr", self.steps_per_lr, minimum=1)
+        check_int("average_last", self.average_last, minimum=1)
+        if self.average_last > self.steps_per_lr:
+            raise ValueError(
+                f"average_last must be <= steps_per_lr, got {self.average_last} > "
+                f"{self.steps_per_lr}"
+            )
         for name in ("include_end", "debias"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
@@ -145,6 +173,8 @@ def make_config(preset: str | None = None, **overrides: Any) -> FinderConfig:
     if unknown:
         raise TypeError(f"unknown setting(s) {sorted(unknown)}; allowed: {sorted(fields)}")
     settings: dict[str, Any] = {**PRESETS[name], "preset": name}
+    if overrides.get("mode") == "independent":
+        settings.update(INDEPENDENT_DEFAULTS)
     settings.update({key: value for key, value in overrides.items() if value is not None})
     methods = settings.get("methods", DEFAULT_METHODS)
     if isinstance(methods, str):
@@ -161,4 +191,12 @@ def make_config(preset: str | None = None, **overrides: Any) -> FinderConfig:
     return FinderConfig(**settings)
 
 
-__all__ = ["DEFAULT_METHODS", "PRESETS", "FinderConfig", "available_methods", "make_config"]
+__all__ = [
+    "DEFAULT_METHODS",
+    "INDEPENDENT_DEFAULTS",
+    "MODES",
+    "PRESETS",
+    "FinderConfig",
+    "available_methods",
+    "make_config",
+]

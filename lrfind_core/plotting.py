@@ -32,9 +32,19 @@ def plot_result(
 
         _, ax = plt.subplots(figsize=(7, 4.5))
     lrs = result.lrs
-    if show_raw:
+    ensemble = result.ensemble
+    if ensemble is not None:
+        points = len(lrs)
+        for row in ensemble.sweep_smoothed[:, :points]:
+            ax.plot(lrs, row, color="C0", alpha=0.25, linewidth=0.8)
+        ax.fill_between(
+            lrs, ensemble.band_low, ensemble.band_high, color="C0", alpha=0.2,
+            label=f"interquartile band of {ensemble.num_sweeps} sweeps",
+        )
+    if show_raw and ensemble is None:
         ax.plot(lrs, result.losses, color="C0", alpha=0.3, linewidth=1, label="raw loss")
-    ax.plot(lrs, result.smoothed_losses, color="C0", linewidth=2, label="smoothed loss")
+    label = "median curve, smoothed" if ensemble is not None else "smoothed loss"
+    ax.plot(lrs, result.smoothed_losses, color="C0", linewidth=2, label=label)
     names = list(result.suggestion_details) if methods is None else list(methods)
     for number, name in enumerate(names):
         detail = result.suggest(name)
@@ -47,7 +57,11 @@ def plot_result(
             markersize=8,
             linestyle="none",
             color=f"C{number + 1}",
-            label=f"{name}: {detail.lr:.2e}",
+            label=f"{name}: {detail.lr:.2e}" + (
+                f" (sweeps spread {spread:.2f} decades)"
+                if ensemble is not None and (spread := ensemble.spread_decades(name)) is not None
+                else ""
+            ),
         )
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")

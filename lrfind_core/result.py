@@ -12,6 +12,13 @@ import numpy as np
 
 from lrfind_core._checks import check_curve
 from lrfind_core.config import FinderConfig, make_config
+from lrfind_core.ensemble import (
+    IndependentRuns,
+    SweepEnsemble,
+    end_losses,
+    median_curve,
+    pad_curves,
+)
 from lrfind_core.serialization import (
     decode_floats,
     decode_optional_float,
@@ -20,18 +27,23 @@ from lrfind_core.serialization import (
 )
 from lrfind_core.smoothing import ewa_smooth
 from lrfind_core.stopping import STOP_REASONS, find_stop
-from lrfind_core.suggest import Suggestion, suggest
+from lrfind_core.suggestion import Suggestion, suggest
 
 FORMAT_NAME = "lrfind-result"
 FORMAT_VERSION = 1
 
 COMPLETED = "completed"
 ENDED_EARLY = "ended before the planned steps"
+MAJORITY_ENDED = "ended where most curves had ended"
 
 
 def _judge(
     lrs: np.ndarray, smoothed: np.ndarray, config: FinderConfig, planned_points: int
 ) -> dict[str, Suggestion]:
+    methods = config.methods
+    if config.default_method not in methods:
+        # A hand-built FinderConfig may leave it out; result.suggestion still needs it.
+        methods = (config.default_method, *methods)
     return {
         method: suggest(
             lrs,
@@ -41,7 +53,7 @@ def _judge(
             skip_end=config.skip_end,
             planned_steps=planned_points,
         )
-        for method in config.methods
+        for method in methods
     }
 
 
@@ -59,12 +71,17 @@ class LRFindResult:
         sweep ended early (for example the data ran out).
       suggestions: suggested LR (or None) per method.
       suggestion: the default method's suggested LR.
-      suggestion_details: per method, the :class:`~lrfind_core.suggest.Suggestion`
+      suggestion_details: per method, the :class:`~lrfind_core.suggestion.Suggestion`
         with the curve index and the reason.
       config: the :class:`~lrfind_core.config.FinderConfig` used.
       planned_points: curve points the sweep planned: ``config.num_steps``, or fewer
         when a point is recorded every few steps (a validation curve).
       meta: backend, versions, device, timings (seconds) and other run facts.
+      ensemble: with ``num_sweeps > 1``, every curve, their band and the spread of
+        their suggestions (:class:`~lrfind_core.ensemble.SweepEnsemble`); the
+        fields above then describe the median curve.
+      runs: in independent mode, every short run's losses
+        (:class:`~lrfind_core.ensemble.IndependentRuns`).
     """
 
     lrs: np.ndarray
@@ -78,6 +95,8 @@ class LRFindResult:
     config: FinderConfig
     planned_points: int
     meta: dict[str, Any] = field(default_factory=dict)
+    ensemble: SweepEnsemble | None = None
+    runs: IndependentRuns | None = None
 
     @classmethod
     def from_curve(
@@ -141,6 +160,104 @@ class LRFindResult:
             meta=dict(meta or {}),
         )
 
+    @classmethod
+    def from_sweeps(
+        cls,
+        lrs: Any,
+        sweeps: list[Any],
+        *,
+        config: FinderConfig,
+        end_reason: str | None = None,
+        planned_points: int | None = None,
+        meta: dict[str, Any] | None = None,
+        runs: IndependentRuns | None = None,
+    ) -> LRFindResult:
+        """Aggregate K recorded curves of the same LRs into one result.
+
+        Each curve (raw losses of the first ``len(curve)`` LRs of ``lrs``) is
+        judged on its own; the result's curve is their median
+        (:func:`~lrfind_core.ensemble.median_curve`), judged like a single curve,
+        and ``ensemble`` keeps the curves, their band and their suggestions.
+        """
+        lrs = np.asarray(lrs, dtype=np.float64)
+        if not sweeps:
+            raise ValueError("from_sweeps needs at least one curve")
+        singles = [
+            cls.from_curve(
+                lrs[: len(curve)], curve, config=config, planned_points=planned_points
+            )
+            for curve in sweeps
+        ]
+        if len(singles) == 1:
+            single = singles[0]
+            single.meta, single.runs = dict(meta or {}), runs
+            ended_early = single.stop_step is None and single.stop_reason != COMPLETED
+            if end_reason is not None and ended_early:
+                single.stop_reason = end_reason
+            return single
+        aggregate = median_curve([single.losses for single in singles])
+        reasons = [single.stop_reason for single in singles]
+        common = max(set(reasons), key=reasons.count)
+        result = cls.from_curve(
+            lrs[: len(aggregate)],
+            aggregate,
+            config=config,
+            end_reason=end_reason or f"{MAJORITY_ENDED} ({reasons.count(common)} of "
+            f"{len(reasons)}: {common})",
+            planned_points=planned_points,
+            meta=meta,
+        )
+        points = len(result.lrs)
+        smoothed = pad_curves([single.smoothed_losses for single in singles], points)
+        reached = np.any(~np.isnan(smoothed), axis=0)
+        band = np.full((2, points), np.nan)
+        if np.any(reached):
+            band[:, reached] = np.nanpercentile(smoothed[:, reached], [25, 75], axis=0)
+        result.ensemble = SweepEnsemble(
+            sweep_losses=pad_curves([single.losses for single in singles], len(lrs)),
+            sweep_smoothed=pad_curves([single.smoothed_losses for single in singles], len(lrs)),
+            band_low=band[0],
+            band_high=band[1],
+            sweep_suggestions={
+                method: [single.suggestions[method] for single in singles]
+                for method in result.suggestions
+            },
+            stop_steps=[single.stop_step for single in singles],
+        )
+        result.runs = runs
+        return result
+
+    @classmethod
+    def from_runs(
+        cls,
+        lrs: Any,
+        run_losses: Any,
+        *,
+        config: FinderConfig,
+        meta: dict[str, Any] | None = None,
+    ) -> LRFindResult:
+        """A result from independent runs: ``run_losses[k, m, i]`` is the raw loss of
+        step i of the run at ``lrs[m]`` in curve k (NaN for runs not made).
+
+        Each run is scored by :func:`~lrfind_core.ensemble.end_losses`; each curve
+        of scores ends at its first run not made. Curves are aggregated as in
+        :meth:`from_sweeps`.
+        """
+        runs = np.asarray(run_losses, dtype=np.float64)
+        if runs.ndim != 3 or runs.shape[1] != len(lrs):
+            raise ValueError(
+                f"run_losses must have shape (curves, {len(lrs)} LRs, steps), got {runs.shape}"
+            )
+        curves = []
+        for curve in runs:
+            made = ~np.all(np.isnan(curve), axis=1)
+            count = int(np.argmin(made)) if not np.all(made) else len(made)
+            curves.append(end_losses(curve[:count], config.average_last))
+        return cls.from_sweeps(
+            lrs, curves, config=config, meta=meta,
+            runs=IndependentRuns(run_losses=runs, average_last=config.average_last),
+        )
+
     def suggest(self, method: str | None = None) -> Suggestion:
         """The suggestion of ``method`` (default: the config's default method)."""
         method = self.config.default_method if method is None else method
@@ -202,6 +319,8 @@ class LRFindResult:
             "config": self.config.to_dict(),
             "planned_points": self.planned_points,
             "meta": self.meta,
+            "ensemble": None if self.ensemble is None else self.ensemble.to_dict(),
+            "runs": None if self.runs is None else self.runs.to_dict(),
         }
 
     @classmethod
@@ -233,6 +352,10 @@ class LRFindResult:
             config=config,
             planned_points=data["planned_points"],
             meta=data["meta"],
+            ensemble=None if data.get("ensemble") is None else SweepEnsemble.from_dict(
+                data["ensemble"]
+            ),
+            runs=None if data.get("runs") is None else IndependentRuns.from_dict(data["runs"]),
         )
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -262,7 +385,10 @@ class LRFindResult:
                 "suggestion",
                 "suggestion_details",
                 "config",
+                "planned_points",
                 "meta",
+                "ensemble",
+                "runs",
             )
         )
 

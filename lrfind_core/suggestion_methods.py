@@ -2,7 +2,7 @@
 
 Each method takes ``(lrs, losses)``: float64 arrays of the same length >= 3, the
 swept LRs (increasing) and the smoothed losses, already trimmed and finite (see
-:func:`lrfind_core.suggest.suggest`). It returns a :class:`MethodOutput`. The
+:func:`lrfind_core.suggestion.suggest`). It returns a :class:`MethodOutput`. The
 ``index`` it returns, when set, is into these trimmed arrays.
 """
 
@@ -63,12 +63,14 @@ def valley(lrs: np.ndarray, losses: np.ndarray) -> MethodOutput:
 def steep(lrs: np.ndarray, losses: np.ndarray) -> MethodOutput:
     """The most negative slope of the loss against ``log(lr)``.
 
-    Slopes are central differences (``numpy.gradient`` over ``log(lr)``; one-sided
-    at the ends). On an exponential schedule ``log(lr)`` is evenly spaced, so this
-    picks the same point as torch-lr-finder's gradient over the step index.
+    Slopes are central differences ``(loss[i+1] - loss[i-1]) / (log lr[i+1] - log lr[i-1])``
+    (one-sided at the ends). On an exponential schedule ``log(lr)`` is evenly spaced, so
+    this picks the same point as torch-lr-finder's gradient over the step index.
     Returns None when no slope is negative.
     """
-    slopes = np.gradient(losses, np.log(lrs))
+    # Ratio of two step-index gradients: a flat stretch gets a slope of exactly 0, which
+    # numpy.gradient's uneven-spacing weights (rounded log(lr) gaps) do not guarantee.
+    slopes = np.gradient(losses) / np.gradient(np.log(lrs))
     index = int(np.argmin(slopes))
     if not slopes[index] < 0:
         return MethodOutput(None, "the smoothed loss never falls")

@@ -1,0 +1,172 @@
+"""Several curves of one range test: their spread, and the curve built from them.
+
+Two answers to "is the curve showing the LR, or only noise and learning progress?":
+
+* **Repeated sweeps** (``num_sweeps=K``): K classic sweeps, each from the same
+  initial state with another data order and seed. :class:`SweepEnsemble` keeps
+  every sweep's raw and smoothed curve, the interquartile band of the smoothed
+  curves, and each sweep's suggestions, so their spread can be read in decades.
+* **Independent runs** (``mode="independent"``): for each LR of a grid, a short
+  run of its own from the same initial state on the same batches, scored by the
+  mean loss of its last steps. :class:`IndependentRuns` keeps every run's losses.
+
+The aggregate curve of K curves is their pointwise median raw loss, over the
+points that a strict majority of the curves reached; it is then smoothed, stopped
+and judged like any single curve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lrfind_core.serialization import decode_floats, encode_floats
+
+
+def pad_curves(curves: list[np.ndarray], length: int) -> np.ndarray:
+    """Stack 1-D curves into (K, length), cut to ``length`` points or padded with NaN."""
+    padded = np.full((len(curves), length), np.nan)
+    for row, curve in enumerate(curves):
+        values = np.asarray(curve[:length], dtype=np.float64)
+        padded[row, : len(values)] = values
+    return padded
+
+
+def median_curve(curves: list[np.ndarray]) -> np.ndarray:
+    """Pointwise median raw loss over the points a strict majority of curves reached.
+
+    A point where some curve recorded a non-finite loss counts that curve as
+    +inf for the median (it diverged there), so the median stays honest.
+    """
+    lengths = np.array([len(curve) for curve in curves])
+    majority = len(curves) // 2 + 1
+    reach = int(np.sort(lengths)[::-1][majority - 1])
+    stacked = np.full((len(curves), reach), np.nan)
+    for row, curve in enumerate(curves):
+        values = np.asarray(curve[:reach], dtype=np.float64)
+        stacked[row, : len(values)] = np.where(np.isfinite(values), values, np.inf)
+    return np.nanmedian(stacked, axis=0) if reach else np.empty(0)
+
+
+def spread_in_decades(values: list[float | None]) -> float | None:
+    """``log10(max / min)`` of the LRs that are not None; None if fewer than two."""
+    present = [value for value in values if value is not None]
+    if len(present) < 2:
+        return None
+    return float(np.log10(max(present)) - np.log10(min(present)))
+
+
+@dataclass(eq=False)
+class SweepEnsemble:
+    """K curves of one range test and their spread.
+
+    Attributes:
+      sweep_losses: (K, N) raw losses; NaN after the end of each sweep's curve.
+      sweep_smoothed: (K, N) smoothed losses, padded the same way.
+      band_low, band_high: (N,) 25th and 75th percentiles of the smoothed curves
+        over the sweeps that reached each point (NaN where none did).
+      sweep_suggestions: per method, each sweep's suggested LR (None if none).
+      stop_steps: each sweep's stop step (None if it did not stop).
+    """
+
+    sweep_losses: np.ndarray
+    sweep_smoothed: np.ndarray
+    band_low: np.ndarray
+    band_high: np.ndarray
+    sweep_suggestions: dict[str, list[float | None]]
+    stop_steps: list[int | None]
+
+    @property
+    def num_sweeps(self) -> int:
+        """K, the number of curves."""
+        return int(self.sweep_losses.shape[0])
+
+    def spread_decades(self, method: str) -> float | None:
+        """How far apart the sweeps' suggestions of ``method`` are, in decades of LR."""
+        return spread_in_decades(self.sweep_suggestions[method])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready plain data."""
+        return {
+            "sweep_losses": [encode_floats(row) for row in self.sweep_losses],
+            "sweep_smoothed": [encode_floats(row) for row in self.sweep_smoothed],
+            "band_low": encode_floats(self.band_low),
+            "band_high": encode_floats(self.band_high),
+            "sweep_suggestions": self.sweep_suggestions,
+            "stop_steps": self.stop_steps,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SweepEnsemble:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            sweep_losses=np.array([decode_floats(row) for row in data["sweep_losses"]]),
+            sweep_smoothed=np.array([decode_floats(row) for row in data["sweep_smoothed"]]),
+            band_low=decode_floats(data["band_low"]),
+            band_high=decode_floats(data["band_high"]),
+            sweep_suggestions={k: list(v) for k, v in data["sweep_suggestions"].items()},
+            stop_steps=list(data["stop_steps"]),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SweepEnsemble):
+            return NotImplemented
+        arrays = ("sweep_losses", "sweep_smoothed", "band_low", "band_high")
+        return all(
+            np.array_equal(getattr(self, name), getattr(other, name), equal_nan=True)
+            for name in arrays
+        ) and (self.sweep_suggestions, self.stop_steps) == (
+            other.sweep_suggestions,
+            other.stop_steps,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def end_losses(run_losses: np.ndarray, average_last: int) -> np.ndarray:
+    """Score of each independent run: the mean raw loss of its last ``average_last`` steps.
+
+    ``run_losses`` is (M, n). A run with any non-finite loss scores +inf (it
+    diverged), so the stop rule cuts the curve there.
+    """
+    losses = np.asarray(run_losses, dtype=np.float64)
+    scores = losses[:, -average_last:].mean(axis=1)
+    return np.where(np.all(np.isfinite(losses), axis=1), scores, np.inf)
+
+
+@dataclass(eq=False)
+class IndependentRuns:
+    """Every short run of an independent-mode range test.
+
+    Attributes:
+      run_losses: (K, M, n) raw losses: curve k (data order), grid LR m, step i.
+        Runs not made (LRs above a curve's stop) are NaN.
+      average_last: how many final steps score a run.
+    """
+
+    run_losses: np.ndarray
+    average_last: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready plain data."""
+        return {
+            "run_losses": [[encode_floats(run) for run in curve] for curve in self.run_losses],
+            "average_last": self.average_last,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IndependentRuns:
+        """Inverse of :meth:`to_dict`."""
+        runs = np.array([[decode_floats(run) for run in curve] for curve in data["run_losses"]])
+        return cls(run_losses=runs, average_last=int(data["average_last"]))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, IndependentRuns):
+            return NotImplemented
+        return self.average_last == other.average_last and np.array_equal(
+            self.run_losses, other.run_losses, equal_nan=True
+        )
+
+    __hash__ = None  # type: ignore[assignment]

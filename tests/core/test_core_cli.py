@@ -1,0 +1,69 @@
+"""The ``lrfind show`` command on a saved result."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from lrfind_core import LRFindResult, exponential_schedule
+from lrfind_core.cli import main
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def saved_result(tmp_path):
+    lrs = exponential_schedule(1e-6, 1.0, 80)
+    steps = np.arange(80)
+    losses = 2.0 - 1.5 / (1 + np.exp(-(steps - 35) / 5))
+    losses += np.where(steps > 60, 0.2 * (steps - 60), 0)
+    result = LRFindResult.from_curve(lrs, losses)
+    path = tmp_path / "result.json"
+    result.save(path)
+    return result, path
+
+
+@pytest.fixture
+def no_show(monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("plt.show() must not be called")
+
+    monkeypatch.setattr(plt, "show", forbidden)
+    yield
+    plt.close("all")
+
+
+@pytest.mark.usefixtures("no_show")
+def test_show_prints_suggestions_and_writes_the_plot(saved_result, tmp_path, capsys):
+    result, path = saved_result
+    png = tmp_path / "plot.png"
+    assert main(["show", str(path), "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == repr(result)
+    assert len(result.suggestion_details) == 4
+    for detail in result.suggestion_details.values():
+        lr = "None" if detail.lr is None else f"{detail.lr:.3g}"
+        assert f"  {detail.method:>8}: {lr}  ({detail.reason})" in lines
+    assert lines[-1] == f"plot saved to {png}"
+    assert png.read_bytes().startswith(PNG_MAGIC)
+
+
+@pytest.mark.usefixtures("no_show")
+def test_show_without_plot_writes_nothing(saved_result, tmp_path, capsys):
+    _, path = saved_result
+    assert main(["show", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "valley" in out
+    assert "plot saved" not in out
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_a_command_is_required(capsys):
+    with pytest.raises(SystemExit) as raised:
+        main([])
+    assert raised.value.code == 2
+    assert "required" in capsys.readouterr().err

@@ -1,0 +1,346 @@
+"""LRFindResult: building from a curve, stopping, re-smoothing, saving, plotting."""
+
+import importlib
+import json
+import math
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from lrfind_core import (
+    FinderConfig,
+    LRFindResult,
+    MethodOutput,
+    exponential_schedule,
+    make_config,
+    register_method,
+    suggest,
+)
+
+suggest_module = importlib.import_module("lrfind_core.suggestion")
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+LRS = exponential_schedule(1e-6, 1.0, 100)
+
+
+def reference_ewa(losses, beta, debias):
+    smoothed, average = [], 0.0
+    for t, x in enumerate(losses):
+        if debias:
+            average = beta * average + (1 - beta) * x
+            smoothed.append(average / (1 - beta ** (t + 1)))
+        else:
+            average = x if t == 0 else beta * average + (1 - beta) * x
+            smoothed.append(average)
+    return np.asarray(smoothed)
+
+
+def falling_curve(n=100):
+    """A loss that falls the whole way: never diverges."""
+    return 2.0 - np.log1p(np.arange(n)) / 10
+
+
+def diverging_curve():
+    """Falls to 0.5 at step 49 (1 - 49/98), then rises 0.4 a step: 0.9, 1.3, 1.7, 2.1, ..."""
+    steps = np.arange(100)
+    return np.where(steps < 50, 1.0 - steps / 98, 0.5 + 0.4 * (steps - 49))
+
+
+@pytest.fixture
+def no_show(monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("plt.show() must not be called")
+
+    monkeypatch.setattr(plt, "show", forbidden)
+    yield
+    plt.close("all")
+
+
+def raising_constant(name):
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+# --- building --------------------------------------------------------------------------
+
+
+def test_full_non_diverging_curve():
+    losses = falling_curve()
+    result = LRFindResult.from_curve(LRS, losses)
+    assert result.stop_step is None
+    assert result.stop_reason == "completed"
+    assert np.array_equal(result.lrs, LRS)
+    assert np.array_equal(result.losses, losses)
+    assert result.lrs.dtype == result.losses.dtype == result.smoothed_losses.dtype == np.float64
+    # the config is taken from the curve
+    config = result.config
+    assert (config.start_lr, config.end_lr, config.num_steps) == (LRS[0], LRS[-1], 100)
+    assert result.planned_points == 100
+    np.testing.assert_allclose(
+        result.smoothed_losses, reference_ewa(losses, 0.98, True), rtol=1e-12
+    )
+
+
+def test_arrays_end_at_the_diverging_step():
+    # Unsmoothed: best 0.5, k = 4 -> the first loss > 2.0 is 2.1 at step 53.
+    losses = diverging_curve()
+    result = LRFindResult.from_curve(LRS, losses, beta=0.0)
+    assert result.stop_step == 53
+    assert result.stop_reason == "diverged"
+    assert len(result.lrs) == len(result.losses) == len(result.smoothed_losses) == 54
+    assert np.array_equal(result.lrs, LRS[:54])
+    assert np.array_equal(result.losses, losses[:54])
+    assert np.array_equal(result.smoothed_losses, losses[:54])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_arrays_end_at_a_non_finite_step(bad):
+    losses = falling_curve()
+    losses[60] = bad
+    result = LRFindResult.from_curve(LRS, losses)
+    assert result.stop_step == 60
+    assert result.stop_reason == "non-finite loss"
+    assert len(result.losses) == len(result.smoothed_losses) == 61
+    assert np.array_equal(result.losses, losses[:61], equal_nan=True)
+    assert np.all(np.isfinite(result.smoothed_losses[:60]))
+    assert not np.isfinite(result.smoothed_losses[60])
+
+
+def test_curve_shorter_than_planned():
+    losses = falling_curve()
+    result = LRFindResult.from_curve(LRS[:40], losses[:40], num_steps=100)
+    assert result.stop_step is None
+    assert result.stop_reason == "ended before the planned steps"
+    assert len(result.lrs) == 40
+    result = LRFindResult.from_curve(
+        LRS[:40], losses[:40], num_steps=100, end_reason="the data ran out"
+    )
+    assert result.stop_reason == "the data ran out"
+
+
+def test_planned_points_fewer_than_steps():
+    # A curve recorded every few steps: 30 points planned, so the sweep is complete and the
+    # suggestions trim 30 // 10 = 3 points at the start.
+    config = make_config(start_lr=LRS[0], end_lr=LRS[-1], num_steps=100)
+    result = LRFindResult.from_curve(LRS[:30], falling_curve(30), config=config, planned_points=30)
+    assert result.stop_reason == "completed"
+    assert result.planned_points == 30
+    expected = suggest(result.lrs, result.smoothed_losses, "valley", planned_steps=30)
+    assert result.suggestion_details["valley"] == expected
+
+
+def test_suggestions_use_the_config(monkeypatch):
+    monkeypatch.setattr(suggest_module, "_METHODS", dict(suggest_module._METHODS))
+    seen = {}
+
+    def record(lrs, losses):
+        seen["lrs"] = lrs.copy()
+        return MethodOutput(float(lrs[0]), "first", 0)
+
+    register_method("recorder", record)
+    config = make_config(
+        start_lr=LRS[0], end_lr=LRS[-1], num_steps=200, methods=["recorder", "steep"]
+    )
+    result = LRFindResult.from_curve(LRS, falling_curve(), config=config)
+    # planned 200 steps: skip 20 at the start, 5 at the end
+    assert np.array_equal(seen["lrs"], LRS[20:95])
+    assert result.suggestion == float(LRS[20])
+    assert set(result.suggestions) == {"recorder", "steep"}
+    assert result.suggest() == result.suggestion_details["recorder"]
+
+
+def test_suggestion_fields_agree():
+    result = LRFindResult.from_curve(LRS, falling_curve(), preset="torch-lr-finder")
+    assert result.config.default_method == "steep"
+    assert set(result.suggestions) == set(result.config.methods)
+    for name, detail in result.suggestion_details.items():
+        assert detail.method == name
+        assert result.suggestions[name] == detail.lr
+        assert result.suggest(name) == detail
+        assert detail == suggest(
+            result.lrs, result.smoothed_losses, name, skip_start=10, skip_end=5
+        )
+    assert result.suggestion == result.suggestion_details["steep"].lr
+    assert result.suggestion is not None
+
+
+def test_method_outside_the_config_is_computed_on_demand():
+    result = LRFindResult.from_curve(LRS, falling_curve(), methods=["valley"])
+    assert set(result.suggestion_details) == {"valley"}
+    assert result.suggest("minimum") == suggest(result.lrs, result.smoothed_losses, "minimum")
+
+
+def test_default_method_missing_from_a_hand_built_config():
+    config = FinderConfig(
+        start_lr=LRS[0], end_lr=LRS[-1], methods=("valley",), default_method="steep"
+    )
+    result = LRFindResult.from_curve(LRS, falling_curve(), config=config)
+    expected = suggest(result.lrs, result.smoothed_losses, "steep")
+    assert result.suggestion_details["steep"] == expected
+    assert result.suggestion == expected.lr
+
+
+def test_bad_calls():
+    with pytest.raises(TypeError, match="pass either config or preset/settings, not both"):
+        LRFindResult.from_curve(LRS, falling_curve(), config=make_config(), beta=0.5)
+    with pytest.raises(ValueError, match="a curve needs at least one recorded step"):
+        LRFindResult.from_curve([], [])
+    with pytest.raises(ValueError, match="lrs must be strictly increasing"):
+        LRFindResult.from_curve(LRS[::-1], falling_curve())
+    with pytest.raises(TypeError, match=re.escape("unknown setting(s) ['smoothing']")):
+        LRFindResult.from_curve(LRS, falling_curve(), smoothing=0.9)
+
+
+# --- re-smoothing ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("beta", "debias"), [(0.5, None), (0.9, False), (0.0, True)])
+def test_resmooth_changes_smoothing_only(beta, debias):
+    losses = falling_curve() + 0.05 * np.sin(np.arange(100))
+    result = LRFindResult.from_curve(LRS, losses, meta={"run": 1})
+    before = result.smoothed_losses.copy()
+    again = result.resmooth(beta, debias=debias)
+    expected_debias = True if debias is None else debias
+    assert again.config.beta == beta
+    assert again.config.debias is expected_debias
+    assert np.array_equal(again.losses, losses)
+    assert np.array_equal(again.lrs, LRS)
+    np.testing.assert_allclose(
+        again.smoothed_losses, reference_ewa(losses, beta, expected_debias), rtol=1e-12
+    )
+    assert not np.allclose(again.smoothed_losses, before)
+    assert np.array_equal(result.smoothed_losses, before)  # the original is untouched
+    assert again.meta == {"run": 1}
+    assert again.stop_reason == "completed"
+
+
+def test_resmooth_can_stop_earlier():
+    # Heavily smoothed, the rise of diverging_curve() is not yet 4x its best at step 53;
+    # unsmoothed it is (see test_arrays_end_at_the_diverging_step).
+    result = LRFindResult.from_curve(LRS, diverging_curve(), beta=0.98)
+    assert result.stop_step > 53
+    assert result.resmooth(0.0).stop_step == 53
+
+
+# --- saving and equality ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("bad", "encoded"), [(np.nan, "nan"), (np.inf, "inf"), (-np.inf, "-inf")])
+def test_json_round_trip_with_non_finite_values(tmp_path, bad, encoded):
+    losses = falling_curve()
+    losses[60] = bad
+    result = LRFindResult.from_curve(LRS, losses, preset="fastai", meta={"backend": "test"})
+    path = tmp_path / "result.json"
+    result.save(path)
+
+    text = path.read_text(encoding="utf-8")
+    data = json.loads(text, parse_constant=raising_constant)  # standard JSON only
+    assert data["losses"][-1] == encoded
+    assert data["losses"][:60] == losses[:60].tolist()
+    assert len(data["lrs"]) == 61
+
+    loaded = LRFindResult.load(path)
+    assert loaded == result
+    for name in ("lrs", "losses", "smoothed_losses"):
+        assert np.array_equal(getattr(loaded, name), getattr(result, name), equal_nan=True)
+        assert getattr(loaded, name).dtype == np.float64
+    assert loaded.losses[60] == bad or (np.isnan(bad) and np.isnan(loaded.losses[60]))
+    assert loaded.stop_step == 60
+    assert loaded.stop_reason == "non-finite loss"
+    assert loaded.config == result.config
+    assert loaded.suggestion_details == result.suggestion_details
+    assert loaded.planned_points == result.planned_points
+    assert loaded.meta == {"backend": "test"}
+
+
+def test_round_trip_of_a_completed_curve(tmp_path):
+    result = LRFindResult.from_curve(LRS, falling_curve(), preset="torch-lr-finder")
+    path = tmp_path / "result.json"
+    result.save(path)
+    loaded = LRFindResult.load(path)
+    assert loaded == result
+    assert loaded.suggestion == result.suggestion
+    assert loaded.stop_step is None
+
+
+def test_old_files_without_planned_points_load(tmp_path):
+    result = LRFindResult.from_curve(LRS[:50], falling_curve(50), num_steps=50)
+    data = result.to_dict()
+    del data["planned_points"]
+    assert LRFindResult.from_dict(data) == result
+
+
+def test_equality():
+    result = LRFindResult.from_curve(LRS, falling_curve())
+    same = LRFindResult.from_curve(LRS, falling_curve())
+    assert result == same
+    other_losses = falling_curve()
+    other_losses[3] += 1e-9
+    assert result != LRFindResult.from_curve(LRS, other_losses)
+    assert result != LRFindResult.from_curve(LRS, falling_curve(), meta={"a": 1})
+    assert result != LRFindResult.from_curve(LRS, falling_curve(), planned_points=99)
+    assert result != "not a result"
+    with pytest.raises(TypeError):
+        hash(result)
+
+
+def test_from_dict_rejects_other_files():
+    data = LRFindResult.from_curve(LRS, falling_curve()).to_dict()
+    with pytest.raises(ValueError, match=re.escape("not an lrfind result (format='other')")):
+        LRFindResult.from_dict({**data, "format": "other"})
+    with pytest.raises(ValueError, match="unsupported lrfind result version 99"):
+        LRFindResult.from_dict({**data, "version": 99})
+
+
+def test_repr():
+    result = LRFindResult.from_curve(LRS, falling_curve())
+    lr = f"{result.suggestion:.3g}"
+    assert repr(result) == (
+        f"LRFindResult(steps=100, stop_reason='completed', suggestion={lr} (valley))"
+    )
+
+
+# --- plotting --------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("no_show")
+def test_plot_writes_a_png(tmp_path):
+    result = LRFindResult.from_curve(LRS, diverging_curve())
+    path = tmp_path / "curve.png"
+    ax = result.plot(path=path)
+    data = path.read_bytes()
+    assert len(data) > len(PNG_MAGIC)
+    assert data.startswith(PNG_MAGIC)
+    assert ax.get_xscale() == "log"
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert labels[:2] == ["raw loss", "smoothed loss"]
+    shown = [name for name, detail in result.suggestion_details.items() if detail.lr is not None]
+    assert shown
+    assert [label.split(":")[0] for label in labels[2:]] == shown
+    assert f"stopped at step {result.stop_step}" in ax.get_title()
+
+
+@pytest.mark.usefixtures("no_show")
+def test_plot_on_given_axes_with_a_nan_stop(tmp_path):
+    losses = falling_curve()
+    losses[70] = np.nan
+    result = LRFindResult.from_curve(LRS, losses)
+    _, ax = plt.subplots()
+    returned = result.plot(ax=ax, methods=["minimum"], show_raw=False)
+    assert returned is ax
+    assert ax.get_xscale() == "log"
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert labels[0] == "smoothed loss"
+    assert len(labels) == 2
+    assert labels[1].startswith("minimum: ")
+    low, high = ax.get_ylim()
+    assert math.isfinite(low)
+    assert math.isfinite(high)
+    path = tmp_path / "nan.png"
+    ax.figure.savefig(path)
+    assert path.read_bytes().startswith(PNG_MAGIC)
