@@ -268,13 +268,6 @@ def test_round_trip_of_a_completed_curve(tmp_path):
     assert loaded.stop_step is None
 
 
-def test_old_files_without_planned_points_load(tmp_path):
-    result = LRFindResult.from_curve(LRS[:50], falling_curve(50), num_steps=50)
-    data = result.to_dict()
-    del data["planned_points"]
-    assert LRFindResult.from_dict(data) == result
-
-
 def test_equality():
     result = LRFindResult.from_curve(LRS, falling_curve())
     same = LRFindResult.from_curve(LRS, falling_curve())
