@@ -15,7 +15,9 @@ import numpy as np
 import torch
 
 import lrfind_core
-from lrfind_core import FinderConfig, LRFindResult, make_config
+from lrfind_core import FinderConfig, LRFindResult, MonitorSettings, make_config
+from lrfind_core.ensemble import end_losses
+from lrfind_core.monitor import monitor_init, monitor_update
 from lrfind_torch.batches import BatchStream, DataExhausted, move_to_device
 from lrfind_torch.checks import (
     check_loss_options,
@@ -29,7 +31,7 @@ from lrfind_torch.distributed import (
     share_from_rank0,
     world_size,
 )
-from lrfind_torch.recording import LossRecorder
+from lrfind_torch.recording import LossRecorder, read_losses
 from lrfind_torch.state import TrainingSnapshot
 from lrfind_torch.step import TrainStep, loss_computation
 
@@ -107,6 +109,10 @@ def lr_find(
     snapshot: str = "memory",
     snapshot_dir: str | os.PathLike[str] | None = None,
     restore_also: Sequence[Any] = (),
+    num_sweeps: int | None = None,
+    mode: str | None = None,
+    steps_per_lr: int | None = None,
+    average_last: int | None = None,
     process_group: Any = None,
     plot_path: str | os.PathLike[str] | None = None,
 ) -> LRFindResult:
@@ -157,6 +163,15 @@ def lr_find(
         average their losses (default: the world). Every rank must call
         ``lr_find`` with the same settings; all stop at the same step and return
         the same result. Only rank 0 shows the progress bar and saves the plot.
+      num_sweeps: record K curves, each from the initial state on the next batches
+        with its own RNG seed (the first uses yours); the result is their median
+        curve with an interquartile band and the spread of the suggestions.
+      mode: ``"sweep"`` (default, the classic range test) or ``"independent"``:
+        for each LR of a grid of ``num_steps`` LRs (default 24), train
+        ``steps_per_lr`` steps (20) from the initial state on the same batches and
+        score it by the mean loss of its last ``average_last`` steps (5). It costs
+        ``num_steps * steps_per_lr`` steps but removes the learning-progress
+        confound of the sweep.
       plot_path: also save the plot there (rank 0 only).
 
     Returns:
@@ -184,7 +199,13 @@ def lr_find(
         diverge_factor=diverge_factor,
         methods=methods,
         default_method=method,
+        num_sweeps=num_sweeps,
+        mode=mode,
+        steps_per_lr=steps_per_lr,
+        average_last=average_last,
     )
+    if config.mode == "independent" and val_data is not None:
+        raise ValueError("val_data is not supported with mode='independent'; use mode='sweep'")
     model_device = _model_device(model)
     device = model_device if device is None else torch.device(device)
     if device.type != model_device.type or (
@@ -228,17 +249,18 @@ def lr_find(
             scaler,
             max_grad_norm,
         )
+        validation = None
+        if val_data is not None:
+            validation = _validation_batches(val_data, val_batches, step)
         sweep_started = time.perf_counter()
-        recorder, end_reason, facts = _sweep(
-            step,
-            config,
-            val_data=val_data,
-            val_every=val_every,
-            val_batches=val_batches,
-            sync_every=sync_every,
-            progress=progress and rank(group) == 0,
-            group=group,
-        )
+        show = progress and rank(group) == 0
+        if config.mode == "independent":
+            curves, facts = _independent(step, config, snapshot_state, progress=show, group=group)
+        else:
+            curves, facts = _sweeps(
+                step, config, snapshot_state, validation=validation, val_every=val_every,
+                sync_every=sync_every, progress=show, group=group,
+            )
         sweep_time = time.perf_counter() - sweep_started
     except Exception as error:
         if group is not None and is_collective_failure(error):
@@ -265,21 +287,29 @@ def lr_find(
         "sync_every": sync_every,
         "autocast_dtype": None if autocast_dtype is None else str(autocast_dtype),
         "snapshot": snapshot,
+        "mode": config.mode,
+        "num_sweeps": config.num_sweeps,
         "sweep_time_s": sweep_time,
         "snapshot_time_s": snapshot_time,
         "restore_time_s": restore_time,
         "wall_time_s": time.perf_counter() - started,
         **facts,
     }
-    planned_points = config.num_steps // val_every if val_data is not None else None
-    result = LRFindResult.from_curve(
-        recorder.lrs,
-        recorder.losses,
-        config=config,
-        end_reason=end_reason,
-        meta=share_from_rank0(meta, group),
-        planned_points=planned_points,
-    )
+    meta = share_from_rank0(meta, group)
+    if config.mode == "independent":
+        result = LRFindResult.from_runs(config.learning_rates(), curves, config=config, meta=meta)
+    else:
+        curve_lrs = config.learning_rates()
+        if val_data is not None:
+            curve_lrs = curve_lrs[val_every - 1 :: val_every]
+        result = LRFindResult.from_sweeps(
+            curve_lrs,
+            curves,
+            config=config,
+            end_reason=facts.pop("end_reason"),
+            planned_points=len(curve_lrs),
+            meta=meta,
+        )
     if plot_path is not None and rank(group) == 0:
         result.plot(path=plot_path)
     return result
@@ -299,20 +329,18 @@ def _sweep(
     step: TrainStep,
     config: FinderConfig,
     *,
-    val_data: Iterable[Any] | None,
+    validation: list[Any] | None,
     val_every: int,
-    val_batches: int,
     sync_every: int,
     progress: bool,
     group: Any,
 ) -> tuple[LossRecorder, str | None, dict[str, Any]]:
-    """The training loop. Returns the recorder, why the sweep ended early, and facts."""
+    """One classic sweep. Returns the recorder, why the sweep ended early, and facts."""
     from tqdm.auto import tqdm
 
     schedule = config.learning_rates().tolist()
     group_lrs = _group_lrs(step.optimizer, config.learning_rates())
     groups = step.optimizer.param_groups
-    validation = None if val_data is None else _validation_batches(val_data, val_batches, step)
     step.model.train()
     recorder = LossRecorder(config, sync_every, group)
     skipped: list[dict[str, float]] = []
@@ -352,9 +380,95 @@ def _sweep(
         bar.update(index - bar.n)
     finally:
         bar.close()
-    facts = {
-        "steps_run": steps_run,
-        "skipped_steps": skipped,
-        "val_every": val_every if validation is not None else None,
-    }
+    facts = {"steps_run": steps_run, "skipped_steps": skipped}
     return recorder, end_reason, facts
+
+
+def _reseed(snapshot_state: TrainingSnapshot, seed: int | None) -> None:
+    """Back to the initial state; then, for every curve but the first, a fresh RNG seed."""
+    snapshot_state.restore()
+    if seed is not None:
+        torch.manual_seed(seed)
+
+
+def _curve_seeds(count: int) -> list[int | None]:
+    """RNG seeds of curves 1..K-1, drawn from the user's RNG (restored afterwards)."""
+    drawn = torch.randint(0, 2**62, (max(count - 1, 0),)).tolist()
+    return [None, *drawn]
+
+
+def _sweeps(
+    step: TrainStep,
+    config: FinderConfig,
+    snapshot_state: TrainingSnapshot,
+    *,
+    validation: list[Any] | None,
+    val_every: int,
+    sync_every: int,
+    progress: bool,
+    group: Any,
+) -> tuple[list[list[float]], dict[str, Any]]:
+    """``config.num_sweeps`` classic sweeps from the same start, each on the next batches."""
+    curves: list[list[float]] = []
+    facts: dict[str, Any] = {"steps_run": 0, "skipped_steps": [], "end_reason": None}
+    for number, seed in enumerate(_curve_seeds(config.num_sweeps)):
+        if number:
+            _reseed(snapshot_state, seed)
+        recorder, end_reason, sweep_facts = _sweep(
+            step, config, validation=validation, val_every=val_every, sync_every=sync_every,
+            progress=progress, group=group,
+        )
+        curves.append(recorder.losses)
+        facts["steps_run"] += sweep_facts["steps_run"]
+        facts["skipped_steps"] += sweep_facts["skipped_steps"]
+        facts["end_reason"] = facts["end_reason"] or end_reason
+    facts["val_every"] = val_every if validation is not None else None
+    return curves, facts
+
+
+def _independent(
+    step: TrainStep,
+    config: FinderConfig,
+    snapshot_state: TrainingSnapshot,
+    *,
+    progress: bool,
+    group: Any,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """One short run per grid LR, each from the initial state on the same batches.
+
+    Runs go up the grid; once the core's stop rule fires on the runs' scores, the
+    higher LRs are not run. Returns ``run_losses`` (K, M, steps_per_lr), NaN for
+    runs not made.
+    """
+    from tqdm.auto import tqdm
+
+    grid = config.learning_rates()
+    group_lrs = _group_lrs(step.optimizer, grid)
+    groups = step.optimizer.param_groups
+    steps, micro = config.steps_per_lr, config.steps_per_lr * step.accumulation_steps
+    settings = MonitorSettings(config.beta, config.debias, config.diverge_factor)
+    runs = np.full((config.num_sweeps, len(grid), steps), np.nan)
+    source = step.batches
+    bar = tqdm(total=runs.shape[0] * len(grid) * steps, desc="lr_find", disable=not progress,
+               leave=False)
+    try:
+        for curve, seed in enumerate(_curve_seeds(config.num_sweeps)):
+            batches = [next(source) for _ in range(micro)]
+            monitor = monitor_init()
+            for index in range(len(grid)):
+                if curve or index:
+                    _reseed(snapshot_state, seed)
+                step.batches = BatchStream(batches, "train_data")
+                step.model.train()
+                _set_lrs(groups, group_lrs[index])
+                losses = read_losses([step.run() for _ in range(steps)], group)
+                runs[curve, index] = losses
+                bar.update(steps)
+                score = end_losses(runs[curve, index : index + 1], config.average_last)[0]
+                monitor, _, code = monitor_update(monitor, float(score), settings)
+                if code:
+                    break
+    finally:
+        step.batches = source
+        bar.close()
+    return runs, {"steps_run": int(np.sum(~np.isnan(runs[..., 0]))) * steps}
