@@ -1,0 +1,136 @@
+"""Several curves of one range test: the median curve, the band, independent runs."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+
+from lrfind_core import LRFindResult, exponential_schedule, make_config
+from lrfind_core.ensemble import end_losses, median_curve, pad_curves, spread_in_decades
+
+LRS = exponential_schedule(1e-6, 1.0, 60)
+
+
+def bowl(shift: float, n: int = 60) -> np.ndarray:
+    """Falls from 3 to a minimum near point 40 + shift, then rises steeply."""
+    steps = np.arange(n, dtype=np.float64)
+    return (
+        1.0
+        + 2.0 / (1.0 + np.exp((steps - 20 - shift) / 3))
+        + np.maximum(0, steps - 40 - shift) ** 2
+    )
+
+
+def test_median_curve_is_pointwise_median_over_the_majority_reach():
+    curves = [np.array([1.0, 2.0, 3.0, 4.0]), np.array([3.0, 4.0, 5.0]), np.array([2.0, 9.0])]
+    # A strict majority (2 of 3) reached 3 points; point 3 was reached by one curve only.
+    np.testing.assert_array_equal(median_curve(curves), [2.0, 4.0, 4.0])
+
+
+def test_median_curve_counts_a_non_finite_loss_as_diverged():
+    curves = [np.array([1.0, np.nan]), np.array([1.0, 5.0]), np.array([1.0, np.inf])]
+    assert median_curve(curves).tolist() == [1.0, np.inf]
+
+
+def test_pad_curves_cuts_and_pads_with_nan():
+    padded = pad_curves([np.array([1.0, 2.0, 3.0]), np.array([4.0])], 2)
+    np.testing.assert_array_equal(padded, [[1.0, 2.0], [4.0, np.nan]])
+
+
+def test_spread_in_decades():
+    assert spread_in_decades([1e-3, None, 1e-2, 3e-3]) == pytest.approx(1.0)
+    assert spread_in_decades([1e-3, None]) is None
+
+
+def test_end_losses_score_the_last_steps_and_mark_divergence():
+    runs = np.array([[5.0, 4.0, 3.0, 1.0], [2.0, np.nan, 1.0, 1.0], [4.0, 4.0, 2.0, 2.0]])
+    np.testing.assert_array_equal(end_losses(runs, 2), [2.0, np.inf, 2.0])
+
+
+def test_from_sweeps_judges_the_median_curve_and_keeps_every_sweep():
+    config = make_config(start_lr=LRS[0], end_lr=LRS[-1], num_steps=len(LRS), num_sweeps=3)
+    curves = [bowl(-2), bowl(0), bowl(3)]
+    result = LRFindResult.from_sweeps(LRS, curves, config=config)
+    singles = [LRFindResult.from_curve(LRS, c, config=config) for c in curves]
+    expected = median_curve([s.losses for s in singles])
+    reference = LRFindResult.from_curve(LRS[: len(expected)], expected, config=config)
+    np.testing.assert_array_equal(result.losses, reference.losses)
+    assert result.suggestions == reference.suggestions
+    ensemble = result.ensemble
+    assert ensemble.num_sweeps == 3
+    assert ensemble.stop_steps == [s.stop_step for s in singles]
+    assert ensemble.sweep_suggestions["valley"] == [s.suggestions["valley"] for s in singles]
+    for row, single in zip(ensemble.sweep_losses, singles, strict=True):
+        np.testing.assert_array_equal(row[: len(single.losses)], single.losses)
+        assert np.all(np.isnan(row[len(single.losses) :]))
+    points = len(result.lrs)
+    stacked = pad_curves([s.smoothed_losses for s in singles], points)
+    np.testing.assert_allclose(ensemble.band_low, np.nanpercentile(stacked, 25, axis=0))
+    np.testing.assert_allclose(ensemble.band_high, np.nanpercentile(stacked, 75, axis=0))
+    assert np.all(ensemble.band_low <= ensemble.band_high)
+    lrs = [lr for lr in ensemble.sweep_suggestions["valley"] if lr is not None]
+    assert ensemble.spread_decades("valley") == pytest.approx(np.log10(max(lrs) / min(lrs)))
+
+
+def test_from_sweeps_with_one_curve_is_from_curve():
+    config = make_config(start_lr=LRS[0], end_lr=LRS[-1], num_steps=len(LRS))
+    single = LRFindResult.from_sweeps(LRS, [bowl(0)], config=config, meta={"a": 1})
+    assert single == LRFindResult.from_curve(LRS, bowl(0), config=config, meta={"a": 1})
+    assert single.ensemble is None
+
+
+def test_ensemble_and_runs_survive_a_json_round_trip(tmp_path):
+    config = make_config(start_lr=LRS[0], end_lr=LRS[-1], num_steps=len(LRS), num_sweeps=3)
+    result = LRFindResult.from_sweeps(LRS, [bowl(-2), bowl(0), bowl(3)], config=config)
+    path = tmp_path / "ensemble.json"
+    result.save(path)
+    assert LRFindResult.load(path) == result
+
+    grid_config = make_config(
+        mode="independent", start_lr=1e-4, end_lr=1.0, num_steps=5, steps_per_lr=3, average_last=2
+    )
+    runs = np.full((1, 5, 3), np.nan)
+    runs[0, :4] = [[3.0, 2.0, 1.5], [3.0, 1.5, 1.0], [3.0, 1.0, 0.5], [3.0, np.inf, np.nan]]
+    independent = LRFindResult.from_runs(grid_config.learning_rates(), runs, config=grid_config)
+    path = tmp_path / "runs.json"
+    independent.save(path)
+    loaded = LRFindResult.load(path)
+    assert loaded == independent
+    np.testing.assert_array_equal(loaded.runs.run_losses, runs)
+
+
+def test_from_runs_scores_each_run_and_stops_at_a_diverged_run():
+    config = make_config(
+        mode="independent", start_lr=1e-4, end_lr=1.0, num_steps=5, steps_per_lr=3, average_last=2
+    )
+    assert (config.beta, config.skip_start, config.skip_end) == (0.0, 0, 0)
+    runs = np.full((1, 5, 3), np.nan)
+    runs[0, :4] = [[3.0, 2.0, 1.5], [3.0, 1.5, 1.0], [3.0, 1.0, 0.5], [3.0, np.inf, np.nan]]
+    result = LRFindResult.from_runs(config.learning_rates(), runs, config=config)
+    np.testing.assert_array_equal(result.losses, [1.75, 1.25, 0.75, np.inf])
+    assert (result.stop_step, result.stop_reason) == (3, "non-finite loss")
+    assert result.runs.average_last == 2
+
+
+def test_independent_defaults_sit_between_preset_and_explicit_settings():
+    assert make_config(mode="independent").num_steps == 24
+    assert make_config(mode="independent", preset="fastai").beta == 0.0
+    assert make_config(mode="independent", beta=0.5, num_steps=10).beta == 0.5
+    with pytest.raises(ValueError, match="average_last must be <= steps_per_lr"):
+        make_config(mode="independent", steps_per_lr=3, average_last=4)
+    with pytest.raises(ValueError, match="unknown mode"):
+        make_config(mode="grid")
+    with pytest.raises(ValueError, match="num_sweeps must be an int >= 1"):
+        make_config(num_sweeps=0)
+
+
+def test_plot_draws_the_band(tmp_path):
+    config = make_config(start_lr=LRS[0], end_lr=LRS[-1], num_steps=len(LRS), num_sweeps=3)
+    result = LRFindResult.from_sweeps(LRS, [bowl(-2), bowl(0), bowl(3)], config=config)
+    ax = result.plot(path=tmp_path / "band.png")
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert "interquartile band of 3 sweeps" in labels
+    assert any("sweeps spread" in label for label in labels)
+    assert (tmp_path / "band.png").read_bytes()[:4] == b"\x89PNG"
