@@ -14,6 +14,16 @@ if TYPE_CHECKING:
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
+def _curve_label(result: LRFindResult, smoothing: bool) -> str:
+    if result.runs is not None:
+        label = f"score of a {result.config.steps_per_lr}-step run from the start"
+    else:
+        label = "loss"
+    if result.ensemble is not None:
+        label = f"median {label}"
+    return f"smoothed {label}" if smoothing else label
+
+
 def plot_result(
     result: LRFindResult,
     ax: Any = None,
@@ -38,13 +48,24 @@ def plot_result(
         for row in ensemble.sweep_smoothed[:, :points]:
             ax.plot(lrs, row, color="C0", alpha=0.25, linewidth=0.8)
         ax.fill_between(
-            lrs, ensemble.band_low, ensemble.band_high, color="C0", alpha=0.2,
+            lrs,
+            ensemble.band_low,
+            ensemble.band_high,
+            color="C0",
+            alpha=0.2,
             label=f"interquartile band of {ensemble.num_sweeps} sweeps",
         )
-    if show_raw and ensemble is None:
+    smoothing = result.config.beta > 0
+    if show_raw and ensemble is None and smoothing:
         ax.plot(lrs, result.losses, color="C0", alpha=0.3, linewidth=1, label="raw loss")
-    label = "median curve, smoothed" if ensemble is not None else "smoothed loss"
-    ax.plot(lrs, result.smoothed_losses, color="C0", linewidth=2, label=label)
+    ax.plot(
+        lrs,
+        result.smoothed_losses,
+        color="C0",
+        linewidth=2,
+        marker="." if result.runs is not None else None,
+        label=_curve_label(result, smoothing),
+    )
     names = list(result.suggestion_details) if methods is None else list(methods)
     for number, name in enumerate(names):
         detail = result.suggest(name)
@@ -57,7 +78,8 @@ def plot_result(
             markersize=8,
             linestyle="none",
             color=f"C{number + 1}",
-            label=f"{name}: {detail.lr:.2e}" + (
+            label=f"{name}: {detail.lr:.2e}"
+            + (
                 f" (sweeps spread {spread:.2f} decades)"
                 if ensemble is not None and (spread := ensemble.spread_decades(name)) is not None
                 else ""
@@ -65,7 +87,9 @@ def plot_result(
         )
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
-    ax.set_ylabel("loss")
+    ax.set_ylabel(
+        "loss" if result.runs is None else f"mean loss of last {result.runs.average_last} steps"
+    )
     finite = result.smoothed_losses[np.isfinite(result.smoothed_losses)]
     if len(finite):
         low, high = float(finite.min()), float(finite.max())

@@ -3,9 +3,11 @@
 ``lr_find(loss_fn, params, optimizer, train_data)`` runs the whole sweep inside
 one ``jax.jit``-compiled loop and returns :class:`lrfind_core.LRFindResult`, the
 same result the torch backend returns. :func:`lr_find_nnx` and
-:func:`lr_find_linen` adapt Flax models.
+:func:`lr_find_linen` adapt Flax models (Flax is imported only when used).
 """
 
-from lrfind_jax.finder import lr_find
+from lrfind_jax.finder import DEFAULT_CHUNK_SIZE, lr_find
+from lrfind_jax.flax_adapters import lr_find_linen, lr_find_nnx
+from lrfind_jax.sweep import clear_program_cache
 
-__all__ = ["lr_find"]
+__all__ = ["DEFAULT_CHUNK_SIZE", "clear_program_cache", "lr_find", "lr_find_linen", "lr_find_nnx"]
