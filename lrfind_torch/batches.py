@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -17,12 +16,15 @@ class BatchStream:
     """Endless batches from ``data``.
 
     A re-iterable (a DataLoader, a list, any Iterable that is not an Iterator) is
-    iterated again when it runs out, with one warning. A one-shot iterator
+    iterated again when it runs out, with one notice. A one-shot iterator
     (a generator, ``iter(loader)``) cannot be replayed: :class:`DataExhausted`
     is raised when it runs out, and the sweep ends there.
+
+    Notices for the user (cycling) are appended to ``notices``; the caller warns
+    with them once the sweep is over, so the warning points at the user's call.
     """
 
-    def __init__(self, data: Iterable[Any], name: str, *, warn_stacklevel: int = 2) -> None:
+    def __init__(self, data: Iterable[Any], name: str, notices: list[str] | None = None) -> None:
         if not isinstance(data, Iterable):
             raise TypeError(f"{name} must be an iterable of batches, got {type(data).__name__}")
         self._data = data
@@ -31,7 +33,7 @@ class BatchStream:
         self._iterator = iter(data)
         self._produced = 0
         self._warned = False
-        self._stacklevel = warn_stacklevel
+        self.notices = [] if notices is None else notices
 
     def __next__(self) -> Any:
         try:
@@ -44,10 +46,9 @@ class BatchStream:
                     f"{self._name} ran out after {self._produced} batches"
                 ) from None
             if not self._warned:
-                warnings.warn(
+                self.notices.append(
                     f"{self._name} has {self._produced} batches, fewer than the sweep needs; "
-                    "cycling through it again",
-                    stacklevel=self._stacklevel,
+                    "cycling through it again"
                 )
                 self._warned = True
             self._iterator = iter(self._data)

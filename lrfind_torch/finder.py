@@ -206,6 +206,11 @@ def lr_find(
     )
     if config.mode == "independent" and val_data is not None:
         raise ValueError("val_data is not supported with mode='independent'; use mode='sweep'")
+    if val_data is not None and val_every > config.num_steps:
+        raise ValueError(
+            f"val_every must be <= num_steps ({config.num_steps}), got {val_every}: no "
+            "validation point would be recorded"
+        )
     model_device = _model_device(model)
     device = model_device if device is None else torch.device(device)
     if device.type != model_device.type or (
@@ -223,18 +228,23 @@ def lr_find(
     scaler = grad_scaler if grad_scaler is not None and grad_scaler.is_enabled() else None
 
     started = time.perf_counter()
+    extra_modules = [x for x in restore_also if isinstance(x, torch.nn.Module)]
+    extra_optimizers = [x for x in restore_also if isinstance(x, torch.optim.Optimizer)]
+    notices: list[str] = []
     snapshot_state = TrainingSnapshot(
-        model,
-        optimizer,
+        [model, *extra_modules],
+        [optimizer, *extra_optimizers],
         grad_scaler=grad_scaler,
-        extras=restore_also,
+        extras=[
+            x for x in restore_also if not isinstance(x, torch.nn.Module | torch.optim.Optimizer)
+        ],
         mode=snapshot,
         directory=snapshot_dir,
     )
     snapshot_time = time.perf_counter() - started
     try:
         # Iterating a shuffling DataLoader draws from the torch RNG: only after the snapshot.
-        train_stream = BatchStream(train_data, "train_data", warn_stacklevel=6)
+        train_stream = BatchStream(train_data, "train_data", notices)
         compute_loss, source = loss_computation(model, loss_fn, step_fn)
         step = TrainStep(
             model,
@@ -258,8 +268,14 @@ def lr_find(
             curves, facts = _independent(step, config, snapshot_state, progress=show, group=group)
         else:
             curves, facts = _sweeps(
-                step, config, snapshot_state, validation=validation, val_every=val_every,
-                sync_every=sync_every, progress=show, group=group,
+                step,
+                config,
+                snapshot_state,
+                validation=validation,
+                val_every=val_every,
+                sync_every=sync_every,
+                progress=show,
+                group=group,
             )
         sweep_time = time.perf_counter() - sweep_started
     except Exception as error:
@@ -277,6 +293,7 @@ def lr_find(
         finally:
             snapshot_state.close()
         restore_time = time.perf_counter() - restore_started
+    end_reason = facts.pop("end_reason", None)
     meta = {
         "backend": "torch",
         "versions": _versions(),
@@ -296,6 +313,10 @@ def lr_find(
         **facts,
     }
     meta = share_from_rank0(meta, group)
+    for message in notices:
+        warnings.warn(message, stacklevel=2)
+    if config.mode == "sweep" and not any(len(curve) for curve in curves):
+        raise RuntimeError(f"lr_find recorded no step: {end_reason}")
     if config.mode == "independent":
         result = LRFindResult.from_runs(config.learning_rates(), curves, config=config, meta=meta)
     else:
@@ -306,7 +327,7 @@ def lr_find(
             curve_lrs,
             curves,
             config=config,
-            end_reason=facts.pop("end_reason"),
+            end_reason=end_reason,
             planned_points=len(curve_lrs),
             meta=meta,
         )
@@ -357,7 +378,7 @@ def _sweep(
                 loss = step.run()
             except DataExhausted as exhausted:
                 end_reason = f"data exhausted after {index} steps"
-                warnings.warn(f"{exhausted}; the sweep ended after {index} steps", stacklevel=3)
+                step.batches.notices.append(f"{exhausted}; the sweep ended after {index} steps")
                 break
             steps_run += 1
             if scale_before is not None and step.grad_scaler.get_scale() < scale_before:
@@ -392,8 +413,10 @@ def _reseed(snapshot_state: TrainingSnapshot, seed: int | None) -> None:
 
 
 def _curve_seeds(count: int) -> list[int | None]:
-    """RNG seeds of curves 1..K-1, drawn from the user's RNG (restored afterwards)."""
+    """RNG seeds of curves 1..K-1, drawn from the user's RNG, which curve 0 then uses as is."""
+    state = torch.get_rng_state()
     drawn = torch.randint(0, 2**62, (max(count - 1, 0),)).tolist()
+    torch.set_rng_state(state)
     return [None, *drawn]
 
 
@@ -415,8 +438,13 @@ def _sweeps(
         if number:
             _reseed(snapshot_state, seed)
         recorder, end_reason, sweep_facts = _sweep(
-            step, config, validation=validation, val_every=val_every, sync_every=sync_every,
-            progress=progress, group=group,
+            step,
+            config,
+            validation=validation,
+            val_every=val_every,
+            sync_every=sync_every,
+            progress=progress,
+            group=group,
         )
         curves.append(recorder.losses)
         facts["steps_run"] += sweep_facts["steps_run"]
@@ -449,8 +477,9 @@ def _independent(
     settings = MonitorSettings(config.beta, config.debias, config.diverge_factor)
     runs = np.full((config.num_sweeps, len(grid), steps), np.nan)
     source = step.batches
-    bar = tqdm(total=runs.shape[0] * len(grid) * steps, desc="lr_find", disable=not progress,
-               leave=False)
+    bar = tqdm(
+        total=runs.shape[0] * len(grid) * steps, desc="lr_find", disable=not progress, leave=False
+    )
     try:
         for curve, seed in enumerate(_curve_seeds(config.num_sweeps)):
             batches = [next(source) for _ in range(micro)]

@@ -10,7 +10,8 @@ A :class:`TrainingSnapshot` records, before the sweep:
 * a ``torch.amp.GradScaler``'s attributes;
 * the torch CPU RNG, every initialised CUDA/MPS device's RNG, Python's ``random``
   and numpy's global RNG;
-* any extra objects with ``state_dict``/``load_state_dict``.
+* more modules and optimizers (``restore_also``), the same way, and any other
+  object with ``state_dict``/``load_state_dict`` through those.
 
 :meth:`TrainingSnapshot.restore` writes the saved values back *into the original
 tensor objects* and puts those objects back where they were, so references a
@@ -25,7 +26,7 @@ import copy
 import os
 import random
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,77 +87,134 @@ def _set_rng_states(states: dict[str, Any]) -> None:
 
 
 @dataclass
-class _Slots:
-    """References to the live objects (kept in memory in both modes)."""
+class _ModuleRecord:
+    """Live references to a module's tensors, grads and training flags."""
 
     tensors: list[tuple[dict[str, Any], str, torch.Tensor]] = field(default_factory=list)
     training: list[tuple[torch.nn.Module, bool]] = field(default_factory=list)
     grads: list[tuple[torch.Tensor, torch.Tensor | None]] = field(default_factory=list)
-    optimizer_state: dict[torch.Tensor, dict[str, Any]] = field(default_factory=dict)
-    group_keys: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def capture(cls, module: torch.nn.Module, values: dict[str, Any]) -> _ModuleRecord:
+        """Record ``module``; CPU copies go into ``values["tensors"]``/``values["grads"]``."""
+        record = cls()
+        seen_grads: set[int] = set()
+        for submodule in module.modules():
+            record.training.append((submodule, submodule.training))
+            for container in (submodule._parameters, submodule._buffers):
+                for name, tensor in container.items():
+                    if tensor is None:
+                        continue
+                    key = str(id(tensor))
+                    record.tensors.append((container, name, tensor))
+                    values["tensors"].setdefault(key, tensor.detach().to("cpu", copy=True))
+                    if isinstance(tensor, torch.nn.Parameter) and id(tensor) not in seen_grads:
+                        seen_grads.add(id(tensor))
+                        record.grads.append((tensor, tensor.grad))
+                        if tensor.grad is not None:
+                            values["grads"][key] = tensor.grad.detach().to("cpu", copy=True)
+        return record
+
+    def restore(self, values: dict[str, Any]) -> None:
+        """Put the original tensor objects back and copy the saved values into them."""
+        for container, name, tensor in self.tensors:
+            container[name] = tensor
+            with torch.no_grad():
+                tensor.copy_(values["tensors"][str(id(tensor))])
+        for module, training in self.training:
+            module.training = training
+        for param, grad in self.grads:
+            saved = values["grads"].get(str(id(param)))
+            param.grad = None if grad is None else _copy_back(grad, saved)
 
 
-def _module_slots(module: torch.nn.Module, slots: _Slots, values: dict[str, Any]) -> None:
-    """Record ``module``'s tensors, grads and training flags into ``slots``/``values``."""
-    seen_grads: set[int] = set()
-    for submodule in module.modules():
-        slots.training.append((submodule, submodule.training))
-        for container in (submodule._parameters, submodule._buffers):
-            for name, tensor in container.items():
-                if tensor is None:
-                    continue
-                key = str(id(tensor))
-                slots.tensors.append((container, name, tensor))
-                values["tensors"].setdefault(key, tensor.detach().to("cpu", copy=True))
-                if isinstance(tensor, torch.nn.Parameter) and id(tensor) not in seen_grads:
-                    seen_grads.add(id(tensor))
-                    slots.grads.append((tensor, tensor.grad))
-                    if tensor.grad is not None:
-                        values["grads"][key] = tensor.grad.detach().to("cpu", copy=True)
+@dataclass
+class _OptimizerRecord:
+    """Live references to an optimizer's state objects and param group dicts."""
 
+    optimizer: torch.optim.Optimizer
+    state: dict[torch.Tensor, dict[str, Any]]
+    groups: list[dict[str, Any]]
 
-def _optimizer_slots(
-    optimizer: torch.optim.Optimizer, slots: _Slots, values: dict[str, Any]
-) -> None:
-    """Record ``optimizer``'s state, groups and plain attributes."""
-    state_values: dict[str, dict[str, Any]] = {}
-    for param, param_state in optimizer.state.items():
-        slots.optimizer_state[param] = dict(param_state)
-        state_values[str(id(param))] = _cpu_copy(dict(param_state))
-    values["optimizer_state"] = state_values
-    values["groups"] = []
-    for group in optimizer.param_groups:
-        slots.group_keys.append(dict(group))
-        values["groups"].append(_cpu_copy({k: v for k, v in group.items() if k != "params"}))
-    values["optimizer_attributes"] = {
-        key: value
-        for key, value in vars(optimizer).items()
-        if key not in ("state", "param_groups") and isinstance(value, _PLAIN)
-    }
-    values["optimizer_keys"] = set(vars(optimizer))
+    @classmethod
+    def capture(cls, optimizer: torch.optim.Optimizer) -> tuple[_OptimizerRecord, dict[str, Any]]:
+        """Record ``optimizer``; return the record and the CPU copies of its values."""
+        record = cls(
+            optimizer,
+            {param: dict(param_state) for param, param_state in optimizer.state.items()},
+            [dict(group) for group in optimizer.param_groups],
+        )
+        values = {
+            "state": {
+                str(id(param)): _cpu_copy(dict(param_state))
+                for param, param_state in optimizer.state.items()
+            },
+            "groups": [
+                _cpu_copy({k: v for k, v in group.items() if k != "params"})
+                for group in optimizer.param_groups
+            ],
+            "attributes": {
+                key: value
+                for key, value in vars(optimizer).items()
+                if key not in ("state", "param_groups") and isinstance(value, _PLAIN)
+            },
+            "keys": set(vars(optimizer)),
+        }
+        return record, values
+
+    def restore(self, values: dict[str, Any]) -> None:
+        """State and group dicts back (same objects), plain attributes back, new ones gone."""
+        optimizer = self.optimizer
+        for param in list(optimizer.state):
+            if param not in self.state:
+                del optimizer.state[param]
+        for param, originals in self.state.items():
+            saved = values["state"][str(id(param))]
+            optimizer.state[param] = {
+                key: _copy_back(originals[key], saved[key]) for key in originals
+            }
+        for group, originals, saved in zip(
+            optimizer.param_groups, self.groups, values["groups"], strict=True
+        ):
+            restored = {"params": originals["params"]}
+            for key, value in saved.items():
+                restored[key] = _copy_back(originals[key], value)
+            group.clear()
+            group.update(restored)
+        attributes = vars(optimizer)
+        for key in set(attributes) - values["keys"]:
+            del attributes[key]
+        attributes.update(values["attributes"])
 
 
 class TrainingSnapshot:
-    """Everything a sweep changes, saved before it and restorable exactly."""
+    """Everything a sweep changes, saved before it and restorable exactly.
+
+    ``modules`` and ``optimizers`` get the exact, identity-keeping treatment;
+    ``extras`` (any other object with ``state_dict``/``load_state_dict``) are
+    restored through ``load_state_dict``.
+    """
 
     def __init__(
         self,
-        model: torch.nn.Module,
-        optimizer: torch.optim.Optimizer,
+        modules: Sequence[torch.nn.Module],
+        optimizers: Sequence[torch.optim.Optimizer],
         *,
         grad_scaler: Any = None,
         extras: Iterable[Any] = (),
         mode: str = "memory",
         directory: str | os.PathLike[str] | None = None,
     ) -> None:
-        self._model_slots = _Slots()
-        self._optimizer = optimizer
         self._grad_scaler = grad_scaler
         self._extras = list(extras)
         self._path: str | None = None
-        values: dict[str, Any] = {"tensors": {}, "grads": {}}
-        _module_slots(model, self._model_slots, values)
-        _optimizer_slots(optimizer, self._model_slots, values)
+        values: dict[str, Any] = {"tensors": {}, "grads": {}, "optimizers": []}
+        self._modules = [_ModuleRecord.capture(module, values) for module in modules]
+        self._optimizers = []
+        for optimizer in optimizers:
+            record, optimizer_values = _OptimizerRecord.capture(optimizer)
+            self._optimizers.append(record)
+            values["optimizers"].append(optimizer_values)
         if grad_scaler is not None:
             values["scaler"] = _cpu_copy(dict(vars(grad_scaler)))
             self._scaler_objects = dict(vars(grad_scaler))
@@ -188,17 +246,10 @@ class TrainingSnapshot:
     def restore(self) -> None:
         """Put every recorded object and value back as it was at capture time."""
         values = self._load_values()
-        slots = self._model_slots
-        for container, name, tensor in slots.tensors:
-            container[name] = tensor
-            with torch.no_grad():
-                tensor.copy_(values["tensors"][str(id(tensor))])
-        for module, training in slots.training:
-            module.training = training
-        for param, grad in slots.grads:
-            saved = values["grads"].get(str(id(param)))
-            param.grad = None if grad is None else _copy_back(grad, saved)
-        self._restore_optimizer(values)
+        for module in self._modules:
+            module.restore(values)
+        for optimizer, optimizer_values in zip(self._optimizers, values["optimizers"], strict=True):
+            optimizer.restore(optimizer_values)
         if self._grad_scaler is not None:
             scaler_vars = vars(self._grad_scaler)
             scaler_vars.clear()
@@ -207,30 +258,6 @@ class TrainingSnapshot:
         for extra, state in zip(self._extras, values["extras"], strict=True):
             extra.load_state_dict(copy.deepcopy(state))
         _set_rng_states(values["rng"])
-
-    def _restore_optimizer(self, values: dict[str, Any]) -> None:
-        optimizer, slots = self._optimizer, self._model_slots
-        saved_state = values["optimizer_state"]
-        for param in list(optimizer.state):
-            if param not in slots.optimizer_state:
-                del optimizer.state[param]
-        for param, originals in slots.optimizer_state.items():
-            saved = saved_state[str(id(param))]
-            optimizer.state[param] = {
-                key: _copy_back(originals[key], saved[key]) for key in originals
-            }
-        for group, originals, saved in zip(
-            optimizer.param_groups, slots.group_keys, values["groups"], strict=True
-        ):
-            restored = {"params": originals["params"]}
-            for key, value in saved.items():
-                restored[key] = _copy_back(originals[key], value)
-            group.clear()
-            group.update(restored)
-        attributes = vars(optimizer)
-        for key in set(attributes) - values["optimizer_keys"]:
-            del attributes[key]
-        attributes.update(values["optimizer_attributes"])
 
     def close(self) -> None:
         """Delete the temporary file of a disk snapshot (safe to call twice)."""

@@ -1,0 +1,266 @@
+"""Every bad input raises a clear error, and leaves the model and optimizer untouched."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+from torch_helpers import (
+    Setup,
+    assert_restored,
+    batches,
+    capture,
+    cross_entropy,
+    make_setup,
+    tiny_mlp,
+)
+
+from lrfind_torch import lr_find
+
+SWEEP = {"start_lr": 1e-4, "end_lr": 1.0, "num_steps": 12, "progress": False}
+
+
+@pytest.fixture
+def setup() -> Setup:
+    """Adam with state, a scheduler, some grads, the model in eval mode."""
+    return make_setup("adam", "mlp", "param_groups")
+
+
+def call(setup: Setup, **overrides: Any) -> Any:
+    arguments: dict[str, Any] = {"loss_fn": cross_entropy, **SWEEP, **overrides}
+    data = arguments.pop("train_data", setup.data)
+    return lr_find(setup.model, setup.optimizer, data, **arguments)
+
+
+def expect_error(setup: Setup, error: type[BaseException], match: str, **overrides: Any) -> None:
+    before = capture(setup.model, setup.optimizer)
+    with pytest.raises(error, match=match):
+        call(setup, **overrides)
+    assert_restored(before, setup.model, setup.optimizer)
+
+
+# ---------------------------------------------------------------- the sweep's range
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("start_lr", 0.0), ("start_lr", -1e-3), ("start_lr", math.nan), ("start_lr", math.inf),
+     ("end_lr", 0.0), ("end_lr", math.nan), ("end_lr", -2.0)],
+)
+def test_non_positive_or_non_finite_lr(setup: Setup, name: str, value: float) -> None:
+    expect_error(setup, ValueError, f"{name} must be a finite number > 0", **{name: value})
+
+
+@pytest.mark.parametrize(("start", "end"), [(1.0, 1e-3), (0.1, 0.1)])
+def test_start_lr_not_below_end_lr(setup: Setup, start: float, end: float) -> None:
+    expect_error(setup, ValueError, "start_lr must be < end_lr", start_lr=start, end_lr=end)
+
+
+def test_lr_of_the_wrong_type(setup: Setup) -> None:
+    expect_error(setup, TypeError, "start_lr must be a real number", start_lr="1e-4")
+
+
+@pytest.mark.parametrize("steps", [1, 0, -5])
+def test_too_few_steps(setup: Setup, steps: int) -> None:
+    expect_error(setup, ValueError, "num_steps must be an int >= 2", num_steps=steps)
+
+
+def test_non_int_steps(setup: Setup) -> None:
+    expect_error(setup, TypeError, "num_steps must be an int", num_steps=12.5)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("schedule", "cosine", "unknown schedule 'cosine'"),
+        ("preset", "keras", "unknown preset 'keras'"),
+        ("method", "best", "unknown suggestion method 'best'"),
+        ("methods", ["valley", "nope"], "unknown suggestion method 'nope'"),
+    ],
+)
+def test_unknown_names(setup: Setup, option: str, value: Any, message: str) -> None:
+    expect_error(setup, ValueError, re.escape(message), **{option: value})
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [("beta", 1.0, "beta must be in"), ("diverge_factor", 1.0, "diverge_factor must be > 1")],
+)
+def test_bad_smoothing_and_stop_settings(
+    setup: Setup, option: str, value: float, message: str
+) -> None:
+    expect_error(setup, ValueError, message, **{option: value})
+
+
+# ---------------------------------------------------------------- data and loss
+
+
+def test_empty_list(setup: Setup) -> None:
+    expect_error(setup, ValueError, "train_data is empty", train_data=[])
+
+
+def test_empty_loader(setup: Setup) -> None:
+    empty = DataLoader(TensorDataset(torch.zeros(0, 6), torch.zeros(0, dtype=torch.long)))
+    expect_error(setup, ValueError, "train_data is empty", train_data=empty)
+
+
+def test_train_data_not_iterable(setup: Setup) -> None:
+    expect_error(setup, TypeError, "train_data must be an iterable", train_data=12)
+
+
+def test_dict_batch_without_step_fn(setup: Setup) -> None:
+    data = [{"x": x, "y": y} for x, y in setup.data]
+    expect_error(
+        setup, TypeError, r"without step_fn each batch must be an \(inputs, target\) tuple or "
+        r"list, got dict.*pass step_fn", train_data=data,
+    )
+
+
+def test_non_scalar_loss(setup: Setup) -> None:
+    def per_sample(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(output, target, reduction="none")
+
+    expect_error(
+        setup, ValueError, r"loss_fn must return a scalar loss, got shape \(8,\)",
+        loss_fn=per_sample,
+    )
+
+
+def test_loss_computed_under_no_grad(setup: Setup) -> None:
+    def no_grad_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return cross_entropy(output, target)
+
+    expect_error(setup, ValueError, "does not require grad", loss_fn=no_grad_loss)
+
+
+def test_detached_loss_from_step_fn(setup: Setup) -> None:
+    def step_fn(model: nn.Module, batch: Any) -> torch.Tensor:
+        inputs, target = batch
+        return cross_entropy(model(inputs), target).detach()
+
+    expect_error(
+        setup, ValueError, "step_fn returned a loss that does not require grad",
+        loss_fn=None, step_fn=step_fn,
+    )
+
+
+def test_loss_that_is_not_a_tensor(setup: Setup) -> None:
+    def float_loss(output: torch.Tensor, target: torch.Tensor) -> float:
+        return cross_entropy(output, target).item()
+
+    expect_error(setup, TypeError, "loss_fn must return a torch.Tensor loss", loss_fn=float_loss)
+
+
+def test_empty_val_data(setup: Setup) -> None:
+    expect_error(setup, ValueError, "val_data is empty", val_data=[])
+
+
+def test_val_every_beyond_the_sweep_is_rejected_up_front(setup: Setup) -> None:
+    """With val_every > num_steps no point can ever be recorded: say so before sweeping."""
+    expect_error(setup, ValueError, "val_every", val_data=setup.data[:2], val_every=13)
+
+
+# ---------------------------------------------------------------- options
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "error", "message"),
+    [
+        ("accumulation_steps", 0, ValueError, "accumulation_steps must be an int >= 1"),
+        ("accumulation_steps", -1, ValueError, "accumulation_steps must be an int >= 1"),
+        ("accumulation_steps", 1.5, TypeError, "accumulation_steps must be an int"),
+        ("accumulation_steps", 2.0, TypeError, "accumulation_steps must be an int"),
+        ("accumulation_steps", True, TypeError, "accumulation_steps must be an int"),
+        ("sync_every", 0, ValueError, "sync_every must be an int >= 1"),
+        ("val_every", 0, ValueError, "val_every must be an int >= 1"),
+        ("val_batches", 0, ValueError, "val_batches must be an int >= 1"),
+        ("max_grad_norm", -1.0, ValueError, "max_grad_norm must be a finite number > 0"),
+        ("snapshot", "cloud", ValueError, "unknown snapshot 'cloud'"),
+    ],
+)
+def test_bad_options(
+    setup: Setup, option: str, value: Any, error: type[Exception], message: str
+) -> None:
+    expect_error(setup, error, message, **{option: value})
+
+
+@pytest.mark.parametrize("which", ["both", "neither"])
+def test_exactly_one_of_loss_fn_and_step_fn(setup: Setup, which: str) -> None:
+    def step_fn(model: nn.Module, batch: Any) -> torch.Tensor:
+        return cross_entropy(model(batch[0]), batch[1])
+
+    functions = (
+        {"loss_fn": cross_entropy, "step_fn": step_fn}
+        if which == "both"
+        else {"loss_fn": None, "step_fn": None}
+    )
+    expect_error(setup, TypeError, "pass exactly one of loss_fn", **functions)
+
+
+def test_loss_fn_not_callable(setup: Setup) -> None:
+    expect_error(setup, TypeError, "loss_fn must be callable", loss_fn="cross_entropy")
+
+
+def test_device_mismatch(setup: Setup) -> None:
+    expect_error(setup, ValueError, "device=cuda but the model is on cpu", device="cuda")
+
+
+# ---------------------------------------------------------------- model and optimizer
+
+
+def test_model_without_trainable_parameters() -> None:
+    torch.manual_seed(0)
+    model = tiny_mlp().requires_grad_(False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = capture(model, optimizer)
+    with pytest.raises(ValueError, match="model has no trainable parameters"):
+        lr_find(model, optimizer, batches(4), loss_fn=cross_entropy, **SWEEP)
+    assert_restored(before, model, optimizer)
+
+
+def test_model_without_parameters() -> None:
+    other = tiny_mlp()
+    optimizer = torch.optim.SGD(other.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="model has no trainable parameters"):
+        lr_find(nn.ReLU(), optimizer, batches(4), loss_fn=cross_entropy, **SWEEP)
+
+
+def test_optimizer_parameters_not_in_the_model(setup: Setup) -> None:
+    stranger = nn.Linear(3, 3)
+    setup.optimizer.add_param_group({"params": stranger.parameters(), "lr": 0.01})
+    expect_error(setup, ValueError, r"optimizer updates 2 parameter\(s\) that are not in model")
+
+
+def test_first_group_lr_must_be_positive() -> None:
+    torch.manual_seed(0)
+    model = tiny_mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    before = capture(model, optimizer)
+    with pytest.raises(ValueError, match="first param group has lr <= 0"):
+        lr_find(model, optimizer, batches(4), loss_fn=cross_entropy, **SWEEP)
+    assert_restored(before, model, optimizer)
+
+
+@pytest.mark.parametrize(
+    ("model", "optimizer", "message"),
+    [
+        ("not a model", None, "model must be a torch.nn.Module"),
+        (None, "not an optimizer", "optimizer must be a torch.optim.Optimizer"),
+    ],
+)
+def test_wrong_model_or_optimizer_type(model: Any, optimizer: Any, message: str) -> None:
+    torch.manual_seed(0)
+    real_model = tiny_mlp()
+    real_optimizer = torch.optim.SGD(real_model.parameters(), lr=0.1)
+    with pytest.raises(TypeError, match=message):
+        lr_find(
+            real_model if model is None else model,
+            real_optimizer if optimizer is None else optimizer,
+            batches(4), loss_fn=cross_entropy, **SWEEP,
+        )

@@ -1,0 +1,338 @@
+"""lr_find leaves everything exactly as it found it, also when the sweep fails."""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch_helpers import (
+    Setup,
+    assert_models_equal,
+    assert_restored,
+    assert_same,
+    batches,
+    capture,
+    cross_entropy,
+    make_setup,
+)
+
+from lrfind_torch import lr_find
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+MODELS = ("mlp", "cnn")
+VARIANTS = ("plain", "param_groups", "accumulation", "grad_scaler")
+SWEEP = {"start_lr": 1e-4, "end_lr": 1.0, "num_steps": 12, "progress": False}
+
+
+def loss_drawing_from_every_rng(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy from user code that also draws from Python's and numpy's RNGs."""
+    random.random()
+    np.random.random()  # noqa: NPY002
+    return cross_entropy(output, target)
+
+
+def continue_training(setup: Setup, steps: int = 4) -> tuple[list[float], list[list[float]]]:
+    """A few ordinary training steps with scheduler.step(); losses and LRs seen."""
+    torch.manual_seed(1234)
+    setup.model.train()
+    losses, lrs = [], []
+    for inputs, target in setup.data[4 : 4 + steps]:
+        setup.optimizer.zero_grad(set_to_none=True)
+        loss = cross_entropy(setup.model(inputs), target)
+        loss.backward()
+        setup.optimizer.step()
+        setup.scheduler.step()
+        losses.append(loss.item())
+        lrs.append(list(setup.scheduler.get_last_lr()))
+    return losses, lrs
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("model_name", MODELS)
+@pytest.mark.parametrize("optimizer_name", OPTIMIZERS)
+def test_restore_matrix(optimizer_name: str, model_name: str, variant: str) -> None:
+    setup = make_setup(optimizer_name, model_name, variant)
+    if model_name == "cnn":
+        bn = setup.model[1]
+        assert int(bn.num_batches_tracked) == 4  # the buffers have moved: restoring them matters
+    assert "initial_lr" in setup.optimizer.param_groups[0]
+    random.seed(7)
+    np.random.seed(7)  # noqa: NPY002
+    before = capture(setup.model, setup.optimizer, setup.scaler)
+
+    result = lr_find(
+        setup.model, setup.optimizer, setup.data, loss_fn=loss_drawing_from_every_rng, **SWEEP,
+        **setup.options,
+    )
+
+    assert result.meta["steps_run"] >= 1
+    assert len(result.lrs) >= 1
+    assert_restored(before, setup.model, setup.optimizer, setup.scaler)
+
+    # The setup that saw lr_find trains (and schedules) exactly like one that did not.
+    twin = make_setup(optimizer_name, model_name, variant)
+    assert_models_equal(twin.model, setup.model)
+    losses, lrs = continue_training(setup)
+    twin_losses, twin_lrs = continue_training(twin)
+    assert losses == twin_losses
+    assert lrs == twin_lrs
+    assert_models_equal(twin.model, setup.model)
+    assert_same(twin.optimizer.state_dict(), setup.optimizer.state_dict(), "optimizer")
+
+
+def test_fresh_scheduler_still_sees_no_optimizer_step() -> None:
+    """lr_find's optimizer.step() calls must not leak into the scheduler's bookkeeping.
+
+    A scheduler attached to an optimizer that never stepped warns when it is stepped
+    first; after lr_find it must still do so, exactly like one that saw no lr_find.
+    """
+    torch.manual_seed(0)
+    model = torch.nn.Linear(6, 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1)
+    before = capture(model, optimizer)
+    lr_find(model, optimizer, batches(12), loss_fn=cross_entropy, **SWEEP)
+    assert_restored(before, model, optimizer)
+    assert not hasattr(optimizer, "_opt_called")
+    with pytest.warns(UserWarning, match="before `optimizer.step\\(\\)`"):
+        scheduler.step()
+
+
+# ---------------------------------------------------------------- failures
+
+
+class Boom(Exception):
+    """An error from the user's code."""
+
+
+def failing_setup() -> Setup:
+    return make_setup("adam", "cnn", "param_groups")
+
+
+@pytest.mark.parametrize("snapshot", ["memory", "disk"])
+def test_exception_from_loss_fn_propagates_and_restores(snapshot: str, tmp_path: Any) -> None:
+    setup = failing_setup()
+    before = capture(setup.model, setup.optimizer)
+    error = Boom("user code failed")
+    calls = []
+
+    def loss_fn(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        if len(calls) == 6:
+            raise error
+        return cross_entropy(output, target)
+
+    with pytest.raises(Boom) as raised:
+        lr_find(
+            setup.model, setup.optimizer, setup.data, loss_fn=loss_fn,
+            snapshot=snapshot, snapshot_dir=tmp_path, **SWEEP,
+        )
+    assert raised.value is error
+    assert len(calls) == 6  # it failed mid-sweep, after 5 real steps
+    assert_restored(before, setup.model, setup.optimizer)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("snapshot", ["memory", "disk"])
+def test_keyboard_interrupt_from_step_fn_propagates_and_restores(
+    snapshot: str, tmp_path: Any
+) -> None:
+    setup = failing_setup()
+    before = capture(setup.model, setup.optimizer)
+    calls = []
+
+    def step_fn(model: nn.Module, batch: Any) -> torch.Tensor:
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        inputs, target = batch
+        return cross_entropy(model(inputs), target)
+
+    with pytest.raises(KeyboardInterrupt):
+        lr_find(
+            setup.model, setup.optimizer, setup.data, step_fn=step_fn,
+            snapshot=snapshot, snapshot_dir=tmp_path, **SWEEP,
+        )
+    assert len(calls) == 5
+    assert_restored(before, setup.model, setup.optimizer)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_nan_loss_at_step_zero_stops_and_restores() -> None:
+    setup = failing_setup()
+    before = capture(setup.model, setup.optimizer)
+
+    def loss_fn(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return cross_entropy(output, target) * math.nan
+
+    result = lr_find(setup.model, setup.optimizer, setup.data, loss_fn=loss_fn, **SWEEP)
+
+    assert result.stop_step == 0
+    assert result.stop_reason == "non-finite loss"
+    assert len(result.lrs) == 1
+    assert math.isnan(result.losses[0])
+    assert result.suggestion is None
+    assert set(result.suggestions) == set(result.config.methods)
+    assert all(lr is None for lr in result.suggestions.values())
+    assert_restored(before, setup.model, setup.optimizer)
+
+
+def test_disk_snapshot_restores_and_deletes_its_file(tmp_path: Any) -> None:
+    setup = make_setup("sgd", "cnn", "plain")
+    before = capture(setup.model, setup.optimizer)
+    seen_files: list[list[str]] = []
+
+    def step_fn(model: nn.Module, batch: Any) -> torch.Tensor:
+        seen_files.append(sorted(path.name for path in tmp_path.iterdir()))
+        inputs, target = batch
+        return cross_entropy(model(inputs), target)
+
+    result = lr_find(
+        setup.model, setup.optimizer, setup.data, step_fn=step_fn,
+        snapshot="disk", snapshot_dir=tmp_path, **SWEEP,
+    )
+
+    assert result.meta["snapshot"] == "disk"
+    # During the sweep the snapshot lives in snapshot_dir, as one file.
+    assert len(seen_files[0]) == 1
+    assert seen_files[0][0].startswith("lrfind-")
+    assert all(files == seen_files[0] for files in seen_files)
+    assert list(tmp_path.iterdir()) == []
+    assert_restored(before, setup.model, setup.optimizer)
+
+
+def test_disk_and_memory_snapshots_give_the_same_result(tmp_path: Any) -> None:
+    memory = make_setup("adamw", "cnn", "plain")
+    disk = make_setup("adamw", "cnn", "plain")
+    in_memory = lr_find(memory.model, memory.optimizer, memory.data, loss_fn=cross_entropy, **SWEEP)
+    on_disk = lr_find(
+        disk.model, disk.optimizer, disk.data, loss_fn=cross_entropy,
+        snapshot="disk", snapshot_dir=tmp_path, **SWEEP,
+    )
+    np.testing.assert_array_equal(in_memory.losses, on_disk.losses)
+    assert_models_equal(memory.model, disk.model)
+
+
+# ---------------------------------------------------------------- compiled models
+
+
+def test_compiled_model_sweeps_and_restores() -> None:
+    # backend="aot_eager": AOTAutograd traces the joint forward/backward graph like the
+    # default inductor backend does, without inductor's C++ compile (~15 s on 2 cores).
+    torch._dynamo.reset()
+    setup = make_setup("adam", "cnn", "plain")
+    eager = make_setup("adam", "cnn", "plain")
+    compiled = torch.compile(setup.model, backend="aot_eager")
+    before = capture(setup.model, setup.optimizer)
+    before_compiled = capture(compiled, setup.optimizer)
+    torch.manual_seed(5)
+    result = lr_find(compiled, setup.optimizer, setup.data, loss_fn=cross_entropy, **SWEEP)
+    torch.manual_seed(5)
+    reference = lr_find(eager.model, eager.optimizer, eager.data, loss_fn=cross_entropy, **SWEEP)
+
+    assert_restored(before_compiled, compiled, setup.optimizer, check_rng=False)
+    assert_restored(before, setup.model, setup.optimizer, check_rng=False)
+    assert len(result.lrs) == len(reference.lrs)
+    np.testing.assert_allclose(result.losses, reference.losses, rtol=1e-4)
+    # The compiled wrapper still trains like the eager model afterwards.
+    inputs = setup.data[5][0]
+    torch.manual_seed(9)  # the same dropout mask for both
+    compiled_output = compiled(inputs)
+    torch.manual_seed(9)
+    assert torch.allclose(compiled_output, eager.model(inputs), rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------- restore_also
+
+
+def gan_setup() -> tuple[nn.Module, nn.Module, Any, Any, list[torch.Tensor]]:
+    torch.manual_seed(3)
+    generator = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 6))
+    discriminator = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 1))
+    g_optimizer = torch.optim.Adam(generator.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    real = [torch.randn(8, 6) + 2.0 for _ in range(12)]
+    # Give both optimizers state, as mid-training.
+    for batch in real[:2]:
+        d_optimizer.zero_grad()
+        d_loss = nn.functional.softplus(-discriminator(batch)).mean()
+        d_loss.backward()
+        d_optimizer.step()
+        g_optimizer.zero_grad()
+        g_loss = nn.functional.softplus(-discriminator(generator(torch.randn(8, 4)))).mean()
+        g_loss.backward()
+        g_optimizer.step()
+    discriminator.zero_grad(set_to_none=True)
+    return generator, discriminator, g_optimizer, d_optimizer, real
+
+
+def gan_step_fn(discriminator: nn.Module, d_optimizer: Any) -> Any:
+    """Update the discriminator with its own optimizer; return the generator's loss."""
+
+    def step_fn(generator: nn.Module, real: torch.Tensor) -> torch.Tensor:
+        fake = generator(torch.randn(real.shape[0], 4))
+        d_optimizer.zero_grad()
+        d_loss = (
+            nn.functional.softplus(-discriminator(real)).mean()
+            + nn.functional.softplus(discriminator(fake.detach())).mean()
+        )
+        d_loss.backward()
+        d_optimizer.step()
+        return nn.functional.softplus(-discriminator(fake)).mean()
+
+    return step_fn
+
+
+def test_restore_also_restores_a_gan_discriminator_and_its_optimizer() -> None:
+    generator, discriminator, g_optimizer, d_optimizer, real = gan_setup()
+    before_g = capture(generator, g_optimizer)
+    before_d = capture(discriminator, d_optimizer)
+    d_values = {k: v.clone() for k, v in discriminator.state_dict().items()}
+
+    result = lr_find(
+        generator, g_optimizer, real, step_fn=gan_step_fn(discriminator, d_optimizer),
+        restore_also=[discriminator, d_optimizer], **SWEEP,
+    )
+
+    assert len(result.lrs) >= 2
+    assert_restored(before_g, generator, g_optimizer)
+    assert_same(d_values, discriminator.state_dict(), "discriminator.state_dict()")
+    assert_same(before_d.optimizer_state_dict, d_optimizer.state_dict(), "d_optimizer")
+    # Bit-for-bit the same discriminator and optimizer as in a run without lr_find.
+    _, twin_d, _, twin_d_optimizer, _ = gan_setup()
+    assert_models_equal(twin_d, discriminator)
+    assert_same(twin_d_optimizer.state_dict(), d_optimizer.state_dict(), "twin d_optimizer")
+
+
+def test_restore_also_module_keeps_grads_and_objects() -> None:
+    """A module in restore_also comes back like the main model: grads and objects too.
+
+    The docstring promises restore_also items are "exactly as before"; a
+    discriminator's ``.grad`` (None here) is part of that for a user who then
+    resumes their own loop.
+    """
+    generator, discriminator, g_optimizer, d_optimizer, real = gan_setup()
+    before_d = capture(discriminator, d_optimizer)
+
+    lr_find(
+        generator, g_optimizer, real, step_fn=gan_step_fn(discriminator, d_optimizer),
+        restore_also=[discriminator, d_optimizer], **SWEEP,
+    )
+
+    assert_restored(before_d, discriminator, d_optimizer, check_rng=False)
+
+
+def test_restore_also_rejects_objects_without_state_dict() -> None:
+    setup = make_setup("sgd", "mlp", "plain")
+    before = capture(setup.model, setup.optimizer)
+    with pytest.raises(TypeError, match="restore_also items need state_dict"):
+        lr_find(
+            setup.model, setup.optimizer, setup.data, loss_fn=cross_entropy,
+            restore_also=[object()], **SWEEP,
+        )
+    assert_restored(before, setup.model, setup.optimizer)
