@@ -1,0 +1,149 @@
+"""Checks of the user's arguments, run before the sweep is compiled.
+
+They raise a ``TypeError`` or ``ValueError`` that names the argument and says what
+is allowed. :func:`check_loss_output` traces the loss once (``jax.eval_shape``,
+no computation) to catch a non-scalar loss or a changing model state before the
+much slower compilation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lrfind_core._checks import check_int
+
+
+def check_callable(name: str, value: Any) -> None:
+    """``value`` is callable."""
+    if not callable(value):
+        raise TypeError(f"{name} must be callable, got {type(value).__name__}")
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` is a bool."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return value
+
+
+def check_optional_int(name: str, value: Any, *, minimum: int) -> int | None:
+    """``value`` is None or an int >= ``minimum``."""
+    return None if value is None else check_int(name, value, minimum=minimum)
+
+
+def check_rng(rng: Any) -> Any:
+    """``rng`` is None or a PRNG key (``jax.random.key`` or a legacy ``uint32[2]``)."""
+    if rng is None:
+        return None
+    dtype = getattr(rng, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        if np.shape(rng) != ():
+            raise ValueError(f"rng must be a single key, got a key array of shape {rng.shape}")
+        return rng
+    if dtype is not None and np.dtype(dtype) == np.uint32 and np.shape(rng) == (2,):
+        return jnp.asarray(rng)
+    raise TypeError(f"rng must be a PRNG key such as jax.random.key(0), got {rng!r}")
+
+
+def check_params(params: Any) -> None:
+    """``params`` is a pytree of arrays with at least one float array to train."""
+    leaves = jax.tree_util.tree_leaves(params)
+    for leaf in leaves:
+        if not hasattr(leaf, "dtype") and not isinstance(leaf, int | float):
+            raise TypeError(
+                f"params must be a pytree of arrays, found a leaf of type {type(leaf).__name__}"
+            )
+    if not any(jnp.issubdtype(jnp.result_type(leaf), jnp.inexact) for leaf in leaves):
+        raise ValueError("params has no floating-point array to train")
+
+
+def _describe(tree: Any) -> str:
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    shown = [f"{jax.tree_util.keystr(p) or '<root>'}: {tuple(x.shape)} {x.dtype}" for p, x in flat]
+    return "[" + ", ".join(shown[:8]) + (", ..." if len(shown) > 8 else "") + "]"
+
+
+def check_same_structure(name: str, expected: Any, got: Any, hint: str) -> None:
+    """``got`` has the structure and shapes of ``expected`` (dtypes may differ)."""
+    expected_leaves, expected_def = jax.tree_util.tree_flatten(expected)
+    got_leaves, got_def = jax.tree_util.tree_flatten(got)
+    same = expected_def == got_def and all(
+        tuple(np.shape(a)) == tuple(np.shape(b))
+        for a, b in zip(expected_leaves, got_leaves, strict=True)
+    )
+    if not same:
+        raise ValueError(
+            f"{name} {_describe(got)} does not match {_describe(expected)}; {hint}"
+        )
+
+
+def check_opt_state(transformation: Any, params: Any, opt_state: Any) -> None:
+    """A user-given ``opt_state`` has the structure ``transformation.init(params)`` makes."""
+    expected = jax.eval_shape(transformation.init, params)
+    check_same_structure(
+        "opt_state", expected, opt_state, "pass the state of this optimizer for these params"
+    )
+
+
+def check_loss_output(
+    loss_fn: Callable[..., Any],
+    stateful: bool,
+    params: Any,
+    model_state: Any,
+    batch: Any,
+    key: Any,
+) -> np.dtype:
+    """Trace ``loss_fn`` on one batch (shapes only) and check what it returns.
+
+    Returns the loss dtype. Raises when the loss is not a floating scalar, when
+    the stateful form does not return ``(loss, new_model_state)``, or when the new
+    model state's structure or shapes differ from ``model_state``.
+    """
+
+    def call(p: Any, s: Any, b: Any, k: Any) -> Any:
+        return loss_fn(p, s, b, k) if stateful else loss_fn(p, b)
+
+    out = jax.eval_shape(call, params, model_state, batch, key)
+    if stateful:
+        if not isinstance(out, tuple | list) or len(out) != 2:
+            raise TypeError(
+                "with model_state= or rng=, loss_fn(params, model_state, batch, key) must "
+                f"return (loss, new_model_state), got {type(out).__name__}"
+            )
+        loss, new_state = out
+        check_same_structure(
+            "the model state returned by loss_fn",
+            model_state,
+            new_state,
+            "loss_fn must return the model state with the structure it was given",
+        )
+    else:
+        loss = out
+    shape = getattr(loss, "shape", None)
+    if shape is None:
+        raise TypeError(f"loss_fn must return a scalar jax array, got {type(loss).__name__}")
+    if tuple(shape) != ():
+        raise ValueError(
+            f"loss_fn must return a scalar loss, got shape {tuple(shape)}; reduce it "
+            "(e.g. with .mean()) inside loss_fn"
+        )
+    if not jnp.issubdtype(loss.dtype, jnp.floating):
+        raise TypeError(f"loss_fn must return a floating-point loss, got dtype {loss.dtype}")
+    return np.dtype(loss.dtype)
+
+
+__all__ = [
+    "check_bool",
+    "check_callable",
+    "check_loss_output",
+    "check_opt_state",
+    "check_optional_int",
+    "check_params",
+    "check_rng",
+    "check_same_structure",
+]

@@ -1,0 +1,377 @@
+"""``lr_find`` for JAX/optax: the whole LR range test as one compiled program.
+
+The host prepares the sweep (config, optimizer state, learning rates, data),
+gets the compiled loop of :mod:`lrfind_jax.sweep` (cached across calls with the
+same shapes), and calls it once (``progress=False``, stacked data) or once per
+chunk of ``chunk_size`` updates (progress bar, or streamed data). After each call
+it reads the step, the stop code and the raw losses in one transfer and applies
+the core's float64 stop rule to the new losses. The in-loop float32 rule is only
+an early-exit hint: if it fired where the float64 rule did not (rounding at the
+boundary), the loop resumes where it stopped. The result is always
+:meth:`lrfind_core.LRFindResult.from_curve` of the float64 schedule and the raw
+losses, so it comes from the same code as the torch backend's.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import platform
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import lrfind_core
+from lrfind_core import (
+    FinderConfig,
+    LRFindResult,
+    MonitorSettings,
+    make_config,
+    monitor_init,
+    monitor_update,
+)
+from lrfind_core._checks import check_int
+from lrfind_jax.checks import (
+    check_bool,
+    check_callable,
+    check_loss_output,
+    check_opt_state,
+    check_optional_int,
+    check_params,
+    check_rng,
+)
+from lrfind_jax.data import BatchSequence, batch_example, is_stacked, stacked_data
+from lrfind_jax.injection import (
+    check_multi_steps_placement,
+    find_lr_groups,
+    lr_tables,
+    prepare_optimizer,
+)
+from lrfind_jax.sweep import (
+    SweepCarry,
+    SweepInputs,
+    SweepSpec,
+    cached_program,
+    compile_program,
+    initial_carry,
+    program_key,
+)
+
+logger = logging.getLogger("lrfind_jax")
+
+DEFAULT_CHUNK_SIZE = 20
+"""Updates per compiled call in chunked mode (progress bar or streamed data)."""
+
+
+def _versions() -> dict[str, str]:
+    versions = {"lrfind": lrfind_core.__version__, "python": platform.python_version()}
+    for name in ("jax", "jaxlib", "optax", "flax", "numpy"):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _device_of(tree: Any) -> str:
+    for leaf in jax.tree_util.tree_leaves(tree):
+        devices = getattr(leaf, "devices", None)
+        if devices is not None:
+            return ", ".join(sorted(str(device) for device in devices()))
+    return str(jax.devices()[0])
+
+
+def lr_find(
+    loss_fn: Callable[..., Any],
+    params: Any,
+    optimizer: Any,
+    train_data: Any,
+    *,
+    start_lr: float | None = None,
+    end_lr: float | None = None,
+    num_steps: int | None = None,
+    schedule: str | None = None,
+    preset: str | None = None,
+    beta: float | None = None,
+    diverge_factor: float | None = None,
+    methods: Sequence[str] | None = None,
+    method: str | None = None,
+    model_state: Any = None,
+    rng: Any = None,
+    opt_state: Any = None,
+    accumulation_steps: int | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    progress: bool = True,
+) -> LRFindResult:
+    """Run the LR range test on a JAX model and return the curve and suggestions.
+
+    The learning rate follows the schedule for ``num_steps`` real optimizer
+    updates inside one compiled ``lax.while_loop``; the raw loss of every update is
+    recorded and the loop exits early once the loss diverges. The core smooths the
+    raw losses in float64, applies the stop rule and suggests LRs. ``params`` (and
+    ``model_state``, ``opt_state``, the data) are never modified or donated: the
+    sweep trains copies and throws them away.
+
+    Args:
+      loss_fn: the loss, in one of two forms.
+
+        * ``loss_fn(params, batch) -> loss`` (a scalar), as for ``jax.grad``;
+        * with ``model_state=`` and/or ``rng=``: ``loss_fn(params, model_state,
+          batch, key) -> (loss, new_model_state)``, the ``has_aux`` form for models
+          with mutable state (e.g. BatchNorm statistics) and randomness (dropout).
+          ``key`` is ``jax.random.fold_in(rng, m)`` for micro-batch ``m`` (None
+          without ``rng``); ``model_state`` is None without ``model_state=``.
+
+        Flax users: see :func:`lr_find_nnx` and :func:`lr_find_linen`.
+      params: the parameters to train (a pytree of arrays).
+      optimizer: an optax ``GradientTransformation`` whose learning rate is injected,
+        ``optax.inject_hyperparams(optax.adam)(learning_rate=1e-3)`` (also inside
+        ``optax.chain``, ``optax.multi_transform``, or an outermost
+        ``optax.MultiSteps``), or a factory ``lr -> GradientTransformation`` such as
+        ``optax.adam``, which lrfind injects itself. With several injected learning
+        rates (``multi_transform`` groups), the first in ``jax.tree_util`` order is
+        the reference that follows the schedule and every other keeps its ratio to
+        it. Only the ``learning_rate`` hyperparameter is changed, in its stored
+        dtype (set as float32 values, like the torch backend). Note: with bf16
+        params ``inject_hyperparams(optax.adam)`` also stores ``b2=0.999`` in bf16,
+        where it rounds to 1.0 and Adam yields NaN; pass
+        ``hyperparam_dtype=jnp.float32`` to it, or the factory ``optax.adam``.
+      train_data: stacked data, a tuple, dict or array whose leaves have the step
+        as their leading axis (fastest; best already on the device), or a sequence
+        of batches: a list, iterator, generator or DataLoader (stacked into chunks
+        on the host). See :mod:`lrfind_jax.data`. Data shorter than the sweep is
+        cycled with a warning; a one-shot iterator that runs out ends the sweep.
+      start_lr, end_lr, num_steps, schedule: the sweep (defaults from the preset:
+        1e-7, 10, 100 real updates, ``"exponential"``).
+      preset: ``"lrfind"`` (default), ``"fastai"`` or ``"torch-lr-finder"``.
+      beta: EWA smoothing weight of the past (default 0.98).
+      diverge_factor: stop when the smoothed loss exceeds this times its best (4).
+      methods: suggestion methods to compute; ``method``: the default one.
+      model_state: non-trained model state passed to and returned by ``loss_fn``
+        (switches to the stateful form).
+      rng: a PRNG key (``jax.random.key(0)``) for the per-step keys (switches to
+        the stateful form).
+      opt_state: start from this optimizer state instead of ``optimizer.init(params)``.
+      accumulation_steps: micro-batches per real update; lrfind wraps the
+        optimizer in ``optax.MultiSteps``. An ``optax.MultiSteps`` optimizer brings
+        its own (a constant int ``every_k_schedule``). The LR advances once per real
+        update, ``num_steps`` counts real updates, and the recorded loss is the mean
+        of the update's micro-batch losses.
+      chunk_size: real updates per compiled call in chunked mode (and per
+        transferred chunk of a sequence of batches).
+      progress: show a tqdm progress bar, updated once per chunk. ``False`` runs
+        stacked data in a single call (the fastest).
+
+    Returns:
+      An :class:`lrfind_core.LRFindResult`. ``result.lrs`` are the float64
+      schedule values of the reference group. ``result.meta`` holds
+      ``compile_time_s`` (0 when the compiled sweep was reused), ``run_time_s``,
+      ``wall_time_s``, the device, the versions and the run facts.
+
+    A second call with the same functions, optimizer object and shapes reuses the
+    compiled program (pass the same ``loss_fn`` and ``optimizer`` objects).
+
+    Example::
+
+        tx = optax.inject_hyperparams(optax.adam)(learning_rate=1e-3)
+        result = lr_find(loss_fn, params, tx, (inputs, labels))  # [steps, batch, ...]
+        result.suggestion, result.plot(path="lr_find.png")
+    """
+    started = time.perf_counter()
+    check_callable("loss_fn", loss_fn)
+    config = make_config(
+        preset,
+        start_lr=start_lr,
+        end_lr=end_lr,
+        num_steps=num_steps,
+        schedule=schedule,
+        beta=beta,
+        diverge_factor=diverge_factor,
+        methods=methods,
+        default_method=method,
+    )
+    accumulation_steps = check_optional_int("accumulation_steps", accumulation_steps, minimum=1)
+    chunk_size = check_int("chunk_size", chunk_size, minimum=1)
+    check_bool("progress", progress)
+    rng = check_rng(rng)
+    stateful = model_state is not None or rng is not None
+    check_params(params)
+    prepared = prepare_optimizer(optimizer, accumulation_steps)
+    transformation, k = prepared.transformation, prepared.accumulation_steps
+    if opt_state is None:
+        opt_state = transformation.init(params)
+    else:
+        check_opt_state(transformation, params, opt_state)
+    check_multi_steps_placement(opt_state, prepared)
+    groups = find_lr_groups(opt_state)
+    schedule64 = config.learning_rates()
+    tables = tuple(jnp.asarray(table) for table in lr_tables(schedule64, groups))
+    total = config.num_steps
+
+    sequence: BatchSequence | None = None
+    first_end = total
+    if is_stacked(train_data):
+        data = stacked_data(train_data).arrays
+        length = jax.tree_util.tree_leaves(data)[0].shape[0]
+        if length < total * k:
+            warnings.warn(
+                f"train_data holds {length} batches, fewer than the sweep's "
+                f"{total * k}; cycling through them",
+                stacklevel=2,
+            )
+        chunked = progress
+        data_source = "stacked"
+    else:
+        sequence = BatchSequence(train_data, chunk_size * k)
+        data, count = sequence.next_chunk(min(chunk_size, total) * k)
+        if count < k:
+            raise ValueError(
+                f"train_data yielded {count} batch(es), fewer than the {k} micro-batches "
+                "of one update"
+            )
+        first_end = count // k
+        chunked = True
+        data_source = "sequence"
+    steps_per_call = chunk_size if chunked else total
+
+    spec = SweepSpec(
+        loss_fn=loss_fn,
+        stateful=stateful,
+        transformation=transformation,
+        lr_leaves=tuple(group.leaf_index for group in groups),
+        accumulation_steps=k,
+        monitor=MonitorSettings(config.beta, config.debias, config.diverge_factor),
+    )
+    inputs = SweepInputs(data, tables, rng, np.int32(0), np.int32(first_end))
+    key = program_key(spec, (params, opt_state, model_state), inputs, total)
+    program = cached_program(key)
+    if program is None:
+        loss_dtype = check_loss_output(
+            loss_fn, stateful, params, model_state, batch_example(data), rng
+        )
+        loss_dtype = jnp.promote_types(loss_dtype, jnp.float32)
+    else:
+        loss_dtype = program.loss_dtype
+    carry = initial_carry(params, opt_state, model_state, total, loss_dtype)
+    if program is None:
+        program = compile_program(spec, carry, inputs, key)
+
+    loop = _run(program.run, carry, inputs, sequence, config, chunk_size, steps_per_call, k,
+                progress)
+    meta = {
+        "backend": "jax",
+        "versions": _versions(),
+        "device": _device_of(params),
+        "mode": "chunked" if chunked else "single",
+        "chunk_size": steps_per_call,
+        "data": data_source,
+        "accumulation_steps": k,
+        "num_steps_run": len(loop.losses),
+        "program_calls": loop.calls,
+        "in_loop_resumes": loop.resumes,
+        "loss_dtype": str(np.dtype(loss_dtype)),
+        "lr_groups": [
+            {"path": group.path, "base_lr": group.base_lr, "dtype": str(group.dtype)}
+            for group in groups
+        ],
+        "compiled": not program.cached,
+        "compile_time_s": program.compile_time_s,
+        "run_time_s": loop.run_time_s,
+        "wall_time_s": time.perf_counter() - started,
+    }
+    return LRFindResult.from_curve(
+        schedule64[: len(loop.losses)],
+        np.asarray(loop.losses, dtype=np.float64),
+        config=config,
+        end_reason=loop.end_reason,
+        meta=meta,
+    )
+
+
+@dataclass
+class _Loop:
+    """What the host loop saw: raw losses (as float), why it ended early, its costs."""
+
+    losses: list[float] = field(default_factory=list)
+    end_reason: str | None = None
+    calls: int = 0
+    resumes: int = 0
+    run_time_s: float = 0.0
+
+
+def _run(
+    run: Callable[[SweepCarry, SweepInputs], SweepCarry],
+    carry: SweepCarry,
+    inputs: SweepInputs,
+    sequence: BatchSequence | None,
+    config: FinderConfig,
+    chunk_size: int,
+    steps_per_call: int,
+    k: int,
+    progress: bool,
+) -> _Loop:
+    """Call the compiled loop until the sweep ends: planned steps done, the float64
+    rule fired, or the data ran out. One device-to-host read per call; with
+    streamed data the next chunk is stacked while the device runs this one."""
+    from tqdm.auto import tqdm
+
+    total = config.num_steps
+    settings = MonitorSettings(config.beta, config.debias, config.diverge_factor)
+    monitor = monitor_init()
+    loop = _Loop()
+    stopped = False
+    step = 0
+    chunk_end = 0 if sequence is None else int(inputs.end)
+    prefetched: tuple[Any, int] | None = None
+    started = time.perf_counter()
+    bar = tqdm(total=total, desc="lr_find", disable=not progress, leave=False)
+    try:
+        while step < total and not stopped:
+            if sequence is None:
+                inputs = inputs._replace(end=np.int32(min(step + steps_per_call, total)))
+            elif step == chunk_end:
+                wanted = min(chunk_size, total - step) * k
+                data, count = prefetched or sequence.next_chunk(wanted)
+                prefetched = None
+                if count < k:
+                    loop.end_reason = f"data exhausted after {step} steps"
+                    warnings.warn(
+                        f"train_data ran out after {sequence.produced} batches; the sweep "
+                        f"ended after {step} of {total} steps",
+                        stacklevel=3,
+                    )
+                    break
+                chunk_end = step + count // k
+                inputs = inputs._replace(data=data, data_offset=np.int32(step * k),
+                                         end=np.int32(chunk_end))
+            carry = run(carry, inputs)
+            if sequence is not None and prefetched is None and step < chunk_end < total:
+                # Dispatch is asynchronous: stack the next chunk while the device works.
+                prefetched = sequence.next_chunk(min(chunk_size, total - chunk_end) * k)
+            new_step, code, recorded = jax.device_get((carry.step, carry.code, carry.losses))
+            loop.calls += 1
+            new_step = int(new_step)
+            for value in recorded[step:new_step].tolist():
+                loop.losses.append(value)
+                monitor, _, host_code = monitor_update(monitor, value, settings)
+                stopped = stopped or bool(host_code)
+            bar.update(new_step - step)
+            step = new_step
+            if code and not stopped:
+                # The float32 hint fired where the float64 rule does not: go on.
+                loop.resumes += 1
+                logger.debug("lr_find: in-loop stop at step %d not confirmed; resuming", step)
+                carry = carry._replace(code=jnp.zeros((), jnp.int32))
+    finally:
+        bar.close()
+    loop.run_time_s = time.perf_counter() - started
+    return loop
+
+
+__all__ = ["DEFAULT_CHUNK_SIZE", "lr_find"]

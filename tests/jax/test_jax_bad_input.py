@@ -1,0 +1,182 @@
+"""Bad input: a clear error, raised before anything runs, and the user's arrays untouched."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from lrfind_jax_testing import (
+    ADAM,
+    as_batches,
+    assert_tree_equal,
+    host_copy,
+    init_mlp,
+    make_data,
+    mlp_loss,
+)
+
+from lrfind_jax import lr_find
+
+STEPS = 12
+
+
+@pytest.fixture
+def user():
+    """The user's params and data (device arrays), and a check they are untouched."""
+    params = init_mlp(0)
+    data = jax.device_put(make_data(STEPS))
+    snapshot = (host_copy(params), host_copy(data))
+    yield params, data
+    assert_tree_equal(snapshot[0], params)
+    assert_tree_equal(snapshot[1], data)
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"start_lr": 0.0}, ValueError, "start_lr must be a finite number > 0, got 0.0"),
+        ({"start_lr": -1e-3}, ValueError, "start_lr must be a finite number > 0"),
+        ({"end_lr": float("nan")}, ValueError, "end_lr must be a finite number > 0"),
+        ({"start_lr": 1.0, "end_lr": 0.1}, ValueError, "start_lr must be < end_lr"),
+        ({"start_lr": "1e-3"}, TypeError, "start_lr must be a real number"),
+        ({"num_steps": 1}, ValueError, "num_steps must be an int >= 2, got 1"),
+        ({"num_steps": 2.5}, TypeError, "num_steps must be an int, got float"),
+        ({"schedule": "cosine"}, ValueError, "unknown schedule 'cosine'"),
+        ({"preset": "keras"}, ValueError, "unknown preset 'keras'"),
+        ({"method": "magic"}, ValueError, "unknown suggestion method 'magic'"),
+        ({"methods": ["valley", "magic"]}, ValueError, "unknown suggestion method 'magic'"),
+        ({"beta": 1.0}, ValueError, r"beta must be in \[0, 1\)"),
+        ({"diverge_factor": 1.0}, ValueError, "diverge_factor must be > 1"),
+        ({"chunk_size": 0}, ValueError, "chunk_size must be an int >= 1, got 0"),
+        ({"accumulation_steps": 0}, ValueError, "accumulation_steps must be an int >= 1"),
+        ({"progress": "yes"}, TypeError, "progress must be a bool"),
+        ({"rng": 42}, TypeError, r"rng must be a PRNG key such as jax\.random\.key\(0\)"),
+    ],
+)
+def test_bad_options(user, options, error, message):
+    params, data = user
+    with pytest.raises(error, match=message):
+        lr_find(mlp_loss, params, ADAM, data, **{"num_steps": STEPS, **options})
+
+
+def test_non_scalar_loss(user):
+    params, data = user
+
+    def per_example(p, batch):
+        inputs, labels = batch
+        logits = inputs @ p["w1"] @ jnp.ones((p["w1"].shape[1], 3))
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+    with pytest.raises(ValueError, match=r"scalar loss, got shape \(16,\).*\.mean\(\)"):
+        lr_find(per_example, params, ADAM, data, num_steps=STEPS)
+
+
+def test_integer_or_non_array_loss(user):
+    params, data = user
+    with pytest.raises(TypeError, match=r"floating-point loss, got dtype int32"):
+        lr_find(lambda p, b: jnp.sum(b[1]), params, ADAM, data, num_steps=STEPS)
+    with pytest.raises(TypeError, match=r"scalar jax array, got tuple"):
+        lr_find(lambda p, b: (mlp_loss(p, b), 1.0), params, ADAM, data, num_steps=STEPS)
+
+
+def test_stateful_loss_must_return_its_state(user):
+    params, data = user
+    state = {"count": jnp.zeros(())}
+    with pytest.raises(TypeError, match=r"must return \(loss, new_model_state\)"):
+        lr_find(lambda p, s, b, k: mlp_loss(p, b), params, ADAM, data, model_state=state,
+                num_steps=STEPS)
+    with pytest.raises(ValueError, match=r"model state returned by loss_fn .* does not match"):
+        lr_find(lambda p, s, b, k: (mlp_loss(p, b), {"count": s["count"], "extra": 1.0}),
+                params, ADAM, data, model_state=state, num_steps=STEPS)
+    with pytest.raises(ValueError, match=r"model state returned .*\(3,\).* does not match"):
+        lr_find(lambda p, s, b, k: (mlp_loss(p, b), {"count": jnp.zeros(3)}),
+                params, ADAM, data, model_state=state, num_steps=STEPS)
+    assert float(state["count"]) == 0.0
+
+
+def test_batch_shapes_that_change_between_steps(user):
+    params, data = user
+    batches = as_batches(jax.device_get(data))
+    inputs, labels = batches[3]
+    shorter = [*batches[:3], (inputs[:8], labels[:8]), *batches[4:]]
+    with pytest.raises(ValueError, match=r"batch 3 differs from batch 0: got \[\[0\]: \(8, 8\)"):
+        lr_find(mlp_loss, params, ADAM, shorter, num_steps=STEPS, chunk_size=8)
+    # Found later, in the second chunk: the error names the batch all the same.
+    retyped = [*batches[:10], (inputs.astype(np.float16), labels), *batches[11:]]
+    with pytest.raises(ValueError, match=r"batch 10 differs from batch 0.*float16"):
+        lr_find(mlp_loss, params, ADAM, retyped, num_steps=STEPS, chunk_size=4)
+    restructured = [*batches[:2], {"x": inputs, "y": labels}, *batches[3:]]
+    with pytest.raises(ValueError, match=r"batch 2 differs from batch 0"):
+        lr_find(mlp_loss, params, ADAM, restructured, num_steps=STEPS)
+
+
+@pytest.mark.parametrize(
+    "empty",
+    [[], iter([]), (x for x in ()), (np.zeros((0, 16, 8)), np.zeros((0, 16)))],
+    ids=["list", "iterator", "generator", "stacked"],
+)
+def test_empty_data(user, empty):
+    params, _ = user
+    with pytest.raises(ValueError, match=r"train_data is empty"):
+        lr_find(mlp_loss, params, ADAM, empty, num_steps=STEPS)
+
+
+def test_re_iterable_that_is_empty_the_second_time(user):
+    params, data = user
+    batches = as_batches(jax.device_get(data))[:3]
+
+    class OneShotIterable:
+        def __init__(self):
+            self.items = iter(batches)
+
+        def __iter__(self):
+            return self.items
+
+    with (
+        pytest.warns(UserWarning, match="has 3 batches, fewer than the sweep needs"),
+        pytest.raises(ValueError, match="yielded no batch when iterated again"),
+    ):
+        lr_find(mlp_loss, params, ADAM, OneShotIterable(), num_steps=STEPS, chunk_size=8)
+
+
+def test_malformed_stacked_data(user):
+    params, (inputs, labels) = user
+    with pytest.raises(ValueError, match=r"same leading .step. axis, got .*12.*11"):
+        lr_find(mlp_loss, params, ADAM, (inputs, labels[:11]), num_steps=STEPS)
+    with pytest.raises(ValueError, match=r"train_data\[1\] is a scalar"):
+        lr_find(mlp_loss, params, ADAM, (inputs, jnp.int32(3)), num_steps=STEPS)
+    with pytest.raises(TypeError, match=r"train_data must be stacked arrays .* got int"):
+        lr_find(mlp_loss, params, ADAM, 7, num_steps=STEPS)
+    with pytest.raises(TypeError, match=r"numeric arrays only"):
+        lr_find(mlp_loss, params, ADAM, [("a", 1)], num_steps=STEPS)
+
+
+def test_too_few_batches_for_one_accumulated_update(user):
+    params, data = user
+    batches = as_batches(jax.device_get(data))[:2]
+    with pytest.raises(ValueError, match=r"yielded 2 batch.*fewer than the 3 micro-batches"):
+        lr_find(mlp_loss, params, ADAM, iter(batches), accumulation_steps=3, num_steps=STEPS)
+
+
+def test_bad_optimizers(user):
+    params, data = user
+    with pytest.raises(ValueError, match=r"no injectable learning rate; wrap your optimizer "
+                       r"with optax.inject_hyperparams\(optax.adam\)\(learning_rate=\.\.\.\) "
+                       r"or pass a factory"):
+        lr_find(mlp_loss, params, optax.adam(1e-3), data, num_steps=STEPS)
+    with pytest.raises(TypeError, match=r"optimizer must be an optax GradientTransformation"):
+        lr_find(mlp_loss, params, "adam", data, num_steps=STEPS)
+    with pytest.raises(TypeError, match=r"factory must return an optax GradientTransformation"):
+        lr_find(mlp_loss, params, lambda lr: lr * 2, data, num_steps=STEPS)
+    with pytest.raises(TypeError, match=r"treats it as a factory .* raised"):
+        lr_find(mlp_loss, params, lambda: optax.adam(1e-3), data, num_steps=STEPS)
+
+
+def test_bad_loss_fn_and_params(user):
+    params, data = user
+    with pytest.raises(TypeError, match=r"loss_fn must be callable"):
+        lr_find("mse", params, ADAM, data, num_steps=STEPS)
+    with pytest.raises(ValueError, match=r"params has no floating-point array"):
+        lr_find(mlp_loss, {"n": jnp.arange(3)}, ADAM, data, num_steps=STEPS)

@@ -1,0 +1,355 @@
+"""lr_find on a small MLP: the curve, the stop, determinism, modes, data, caching."""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from lrfind_jax_testing import (
+    ADAM,
+    as_batches,
+    assert_tree_equal,
+    host_copy,
+    init_mlp,
+    make_data,
+    mlp_loss,
+)
+
+import lrfind_jax.sweep
+from lrfind_core import STOP_NONE, LRFindResult, ewa_smooth, find_stop, make_config
+from lrfind_jax import DEFAULT_CHUNK_SIZE, clear_program_cache, lr_find
+
+STEPS = 60
+SWEEP = {"start_lr": 1e-4, "end_lr": 10.0, "num_steps": STEPS}
+
+
+@pytest.fixture(scope="module")
+def params():
+    return init_mlp(0)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_data(STEPS)
+
+
+@pytest.fixture(scope="module")
+def single(params, data):
+    """The reference sweep: stacked data, one compiled call."""
+    return lr_find(mlp_loss, params, ADAM, data, progress=False, **SWEEP)
+
+
+def test_curve_falls_then_diverges_and_stops_early(single):
+    assert isinstance(single, LRFindResult)
+    assert single.stop_reason in ("diverged", "non-finite loss")
+    assert single.stop_step is not None and single.stop_step < STEPS - 1
+    assert len(single.lrs) == len(single.losses) == single.stop_step + 1
+    smoothed = single.smoothed_losses
+    lowest = int(np.argmin(smoothed))
+    assert 0 < lowest < single.stop_step
+    assert smoothed[lowest] < 0.8 * smoothed[0]  # it learnt before it diverged
+    assert single.losses[-1] > 2 * smoothed[lowest] or not np.isfinite(single.losses[-1])
+    assert single.suggestion is not None
+    assert single.lrs[0] <= single.suggestion <= single.lrs[-1]
+
+
+def test_lrs_are_the_float64_schedule(params, data, single):
+    planned = make_config(**SWEEP).learning_rates()
+    assert single.lrs.dtype == np.float64
+    np.testing.assert_array_equal(single.lrs, planned[: len(single.lrs)])
+    # Presets and methods reach the config; the schedule is data (no new program).
+    fastai = lr_find(mlp_loss, params, ADAM, data, progress=False, preset="fastai",
+                     method="steep", **SWEEP)
+    assert not fastai.meta["compiled"]
+    assert fastai.config.preset == "fastai" and not fastai.config.include_end
+    assert fastai.config.default_method == "steep"
+    assert fastai.suggestion == fastai.suggestions["steep"]
+    planned = make_config("fastai", **SWEEP).learning_rates()
+    np.testing.assert_array_equal(fastai.lrs, planned[: len(fastai.lrs)])
+    assert fastai.lrs[-1] < single.lrs[-1] or len(fastai.lrs) != len(single.lrs)
+
+
+def test_in_loop_stop_agrees_with_the_core_float64_rule(single):
+    stop, code = find_stop(single.losses, ewa_smooth(single.losses, 0.98, True),
+                           diverge_factor=4.0)
+    assert code != STOP_NONE and stop == single.stop_step
+    # The float32 rule inside the loop ended it at the same step: nothing ran past it.
+    assert single.meta["num_steps_run"] == single.stop_step + 1
+    assert single.meta["in_loop_resumes"] == 0
+    assert single.meta["program_calls"] == 1
+
+
+def test_meta_records_times_versions_and_mode(single):
+    meta = single.meta
+    assert meta["backend"] == "jax" and meta["mode"] == "single"
+    assert meta["chunk_size"] == STEPS and meta["data"] == "stacked"
+    assert {"jax", "jaxlib", "optax", "numpy", "lrfind"} <= set(meta["versions"])
+    assert meta["device"].lower().startswith("cpu")
+    assert meta["run_time_s"] > 0 and meta["wall_time_s"] >= meta["run_time_s"]
+    assert meta["compile_time_s"] >= 0
+    assert meta["lr_groups"] == [
+        {"path": "<root>", "base_lr": pytest.approx(1e-3), "dtype": "float32"}
+    ]
+    assert meta["loss_dtype"] == "float32"
+
+
+def test_result_saves_and_loads(single, tmp_path):
+    path = tmp_path / "result.json"
+    single.save(path)
+    assert LRFindResult.load(path) == single
+
+
+def test_deterministic(params, data, single):
+    again = lr_find(mlp_loss, params, ADAM, data, progress=False, **SWEEP)
+    np.testing.assert_array_equal(again.losses, single.losses)
+    assert again.stop_step == single.stop_step and again.suggestions == single.suggestions
+
+
+def test_second_call_with_the_same_shapes_does_not_recompile(params, data):
+    clear_program_cache()
+    traces = []
+
+    def counted_loss(p, batch):
+        traces.append(1)  # runs when traced, never when compiled code runs
+        return mlp_loss(p, batch)
+
+    first = lr_find(counted_loss, params, ADAM, data, progress=False, **SWEEP)
+    traced = len(traces)
+    assert traced >= 1 and first.meta["compiled"] and first.meta["compile_time_s"] > 0
+    second = lr_find(counted_loss, params, ADAM, data, progress=True, **SWEEP)
+    assert len(traces) == traced
+    assert not second.meta["compiled"] and second.meta["compile_time_s"] == 0.0
+    assert second.meta["chunk_size"] == DEFAULT_CHUNK_SIZE == 20
+    # Another LR range is data, not a new program.
+    third = lr_find(counted_loss, params, ADAM, data, progress=False, start_lr=1e-5,
+                    end_lr=1.0, num_steps=STEPS)
+    assert len(traces) == traced and not third.meta["compiled"]
+    np.testing.assert_array_equal(second.losses, first.losses)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 25])
+def test_progress_and_chunking_give_identical_results(params, data, single, chunk_size):
+    chunked = lr_find(mlp_loss, params, ADAM, data, progress=True, chunk_size=chunk_size,
+                      **SWEEP)
+    assert chunked.meta["mode"] == "chunked" and chunked.meta["chunk_size"] == chunk_size
+    np.testing.assert_array_equal(chunked.losses, single.losses)
+    assert chunked.stop_step == single.stop_step and chunked.suggestions == single.suggestions
+    assert chunked.meta["program_calls"] == -(-(single.stop_step + 1) // chunk_size)
+
+
+def test_list_of_batches_gives_the_stacked_result(params, data, single):
+    for progress in (False, True):
+        listed = lr_find(mlp_loss, params, ADAM, as_batches(data), progress=progress,
+                         chunk_size=8, **SWEEP)
+        assert listed.meta["data"] == "sequence"
+        np.testing.assert_array_equal(listed.losses, single.losses)
+        assert listed.stop_step == single.stop_step
+
+
+def test_generator_and_dict_batches(params, data):
+    inputs, labels = data
+
+    def dict_loss(p, batch):
+        return mlp_loss(p, (batch["x"], batch["y"]))
+
+    stacked = lr_find(dict_loss, params, ADAM, {"x": inputs, "y": labels}, progress=False,
+                      **SWEEP)
+    generated = lr_find(dict_loss, params, ADAM,
+                        ({"x": inputs[i], "y": labels[i]} for i in range(STEPS)),
+                        progress=False, chunk_size=16, **SWEEP)
+    np.testing.assert_array_equal(generated.losses, stacked.losses)
+
+
+def test_torch_dataloader_batches(params, data):
+    torch = pytest.importorskip("torch")
+    inputs, labels = data
+    dataset = torch.utils.data.TensorDataset(
+        torch.from_numpy(inputs.reshape(-1, inputs.shape[-1])),
+        torch.from_numpy(labels.reshape(-1)).long(),
+    )
+    loader = torch.utils.data.DataLoader(dataset, batch_size=inputs.shape[1], shuffle=False)
+    result = lr_find(mlp_loss, params, ADAM, loader, progress=False, **SWEEP)
+    reference = lr_find(mlp_loss, params, ADAM, (inputs, labels.astype(np.int64)),
+                        progress=False, **SWEEP)
+    np.testing.assert_array_equal(result.losses, reference.losses)
+
+
+def test_short_data_is_cycled_with_a_warning(params, data):
+    inputs, labels = data
+    short = (inputs[:10], labels[:10])
+    repeated = (np.concatenate([inputs[:10]] * 6), np.concatenate([labels[:10]] * 6))
+    expected = lr_find(mlp_loss, params, ADAM, repeated, progress=False, **SWEEP)
+    with pytest.warns(UserWarning, match="holds 10 batches, fewer than the sweep's 60; cycling"):
+        stacked = lr_find(mlp_loss, params, ADAM, short, progress=False, **SWEEP)
+    with pytest.warns(UserWarning, match="has 10 batches, fewer than the sweep needs; cycling"):
+        listed = lr_find(mlp_loss, params, ADAM, as_batches(short), progress=False,
+                         chunk_size=8, **SWEEP)
+    np.testing.assert_array_equal(stacked.losses, expected.losses)
+    np.testing.assert_array_equal(listed.losses, expected.losses)
+
+
+def test_one_shot_iterator_that_runs_out_ends_the_sweep(params, data):
+    batches = iter(as_batches(data)[:25])
+    with pytest.warns(UserWarning, match="ran out after 25 batches"):
+        result = lr_find(mlp_loss, params, ADAM, batches, progress=False, chunk_size=8,
+                         start_lr=1e-5, end_lr=1e-3, num_steps=STEPS)
+    assert result.stop_reason == "data exhausted after 25 steps"
+    assert result.stop_step is None and len(result.losses) == 25
+    assert np.all(np.isfinite(result.losses))
+
+
+def test_user_arrays_are_untouched(params, data):
+    before_params, before_data = host_copy(params), host_copy(data)
+    device_data = jax.device_put(data)
+    for progress in (False, True):
+        lr_find(mlp_loss, params, ADAM, device_data, progress=progress, **SWEEP)
+    assert_tree_equal(before_params, params)
+    assert_tree_equal(before_data, device_data)
+    assert_tree_equal(before_data, data)
+
+
+def test_factory_optimizer_is_injected_by_lrfind(params, data):
+    result = lr_find(mlp_loss, params, optax.adam, data, progress=False, **SWEEP)
+    assert result.stop_reason in ("diverged", "non-finite loss")
+    assert result.meta["lr_groups"][0]["base_lr"] == 1.0
+    again = lr_find(mlp_loss, params, optax.adam, data, progress=False, **SWEEP)
+    assert not again.meta["compiled"]  # the wrapped factory is reused
+    np.testing.assert_array_equal(again.losses, result.losses)
+
+
+def test_stateful_form_gets_a_fresh_key_each_step(params, data):
+    """loss_fn(params, model_state, batch, key): the key differs every micro-step and
+    the returned model state is carried to the next step."""
+
+    def noisy_loss(p, state, batch, key):
+        noise = jax.random.uniform(key, ())
+        return mlp_loss(p, batch) * 0.0 + noise + state["count"] * 0.0, {
+            "count": state["count"] + 1
+        }
+
+    state = {"count": jnp.zeros((), jnp.int32)}
+    kwargs = {"start_lr": 1e-7, "end_lr": 1e-6, "num_steps": 20, "diverge_factor": 1e9}
+    result = lr_find(noisy_loss, params, ADAM, data, model_state=state,
+                     rng=jax.random.key(3), progress=False, **kwargs)
+    expected = [float(jax.random.uniform(jax.random.fold_in(jax.random.key(3), m), ()))
+                for m in range(20)]
+    np.testing.assert_allclose(result.losses, expected, rtol=1e-6)
+    assert len(set(result.losses.tolist())) == 20
+    assert int(state["count"]) == 0
+
+    def counting_loss(p, state, batch, key):
+        assert key is None  # no rng given
+        # The new state comes back as float32; the carry keeps it int32.
+        return state["count"].astype(jnp.float32) + 1.0 + 0.0 * mlp_loss(p, batch), {
+            "count": state["count"] + 1.0
+        }
+
+    counted = lr_find(counting_loss, params, ADAM, data, model_state=state, progress=True,
+                      chunk_size=6, **kwargs)
+    np.testing.assert_array_equal(counted.losses, np.arange(1, 21))
+
+
+def test_legacy_uint32_keys_work_like_typed_keys(params, data):
+    def noisy(p, state, batch, key):
+        return mlp_loss(p, batch) + jax.random.uniform(key, ()), state
+
+    quiet = {"start_lr": 1e-7, "end_lr": 1e-6, "num_steps": 10, "diverge_factor": 1e9}
+    legacy = lr_find(noisy, params, ADAM, data, rng=jax.random.PRNGKey(5), progress=False,
+                     **quiet)
+    typed = lr_find(noisy, params, ADAM, data, rng=jax.random.wrap_key_data(
+        jax.random.PRNGKey(5)), progress=False, **quiet)
+    np.testing.assert_array_equal(legacy.losses, typed.losses)
+    with pytest.raises(ValueError, match=r"single key, got a key array of shape \(2,\)"):
+        lr_find(noisy, params, ADAM, data, rng=jax.random.split(jax.random.key(0)), **quiet)
+
+
+def test_unhashable_functions_work_but_recompile(params, data):
+    class Loss:
+        __hash__ = None  # unhashable: no program reuse
+
+        def __eq__(self, other):
+            return isinstance(other, Loss)
+
+        def __call__(self, p, batch):
+            return mlp_loss(p, batch)
+
+    first = lr_find(Loss(), params, ADAM, data, progress=False, num_steps=10)
+    second = lr_find(Loss(), params, ADAM, data, progress=False, num_steps=10)
+    assert first.meta["compiled"] and second.meta["compiled"]
+    np.testing.assert_array_equal(first.losses, second.losses)
+
+
+def _patched_monitor(monkeypatch, decide):
+    """Replace the in-loop monitor's stop code by ``decide(count, code)``."""
+    original = lrfind_jax.sweep.monitor_update
+
+    def patched(state, loss, settings, xp):
+        new_state, smoothed, code = original(state, loss, settings, xp)
+        return new_state, smoothed, decide(state.ewa.count, code)
+
+    monkeypatch.setattr(lrfind_jax.sweep, "monitor_update", patched)
+
+
+def test_an_early_in_loop_stop_hint_is_resumed_until_the_host_rule_fires(
+    monkeypatch, params, data, single
+):
+    # The float32 hint fires at steps 5 and 6, where the float64 rule does not.
+    _patched_monitor(monkeypatch, lambda count, code: jnp.where(
+        (count == 5) | (count == 6), 2, code))
+
+    def other_loss(p, batch):  # a new function: a new program with the patch in it
+        return mlp_loss(p, batch)
+
+    result = lr_find(other_loss, params, ADAM, data, progress=False, **SWEEP)
+    assert result.meta["in_loop_resumes"] == 2 and result.meta["program_calls"] == 3
+    np.testing.assert_array_equal(result.losses, single.losses)
+    assert result.stop_step == single.stop_step
+
+
+def test_a_missed_in_loop_stop_is_caught_by_the_host(monkeypatch, params, data, single):
+    _patched_monitor(monkeypatch, lambda count, code: jnp.zeros_like(code))
+
+    def another_loss(p, batch):
+        return mlp_loss(p, batch)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # overflow after the divergence
+        result = lr_find(another_loss, params, ADAM, data, progress=False, **SWEEP)
+    assert result.meta["num_steps_run"] == STEPS
+    assert result.stop_step == single.stop_step
+    np.testing.assert_array_equal(result.losses, single.losses)
+
+
+def test_sweep_loop_vmaps_over_keys(params, data):
+    """K sweeps in one program (a later feature) are not designed out: the loop is
+    pure and vmaps over the carry and the key."""
+    from lrfind_core import MonitorSettings
+    from lrfind_jax.injection import find_lr_groups, lr_tables
+    from lrfind_jax.sweep import SweepInputs, SweepSpec, initial_carry, sweep_loop
+
+    def noisy(p, state, batch, key):
+        return mlp_loss(p, batch) + 0.1 * jax.random.normal(key, ()), state
+
+    opt_state = ADAM.init(params)
+    groups = find_lr_groups(opt_state)
+    spec = SweepSpec(noisy, True, ADAM, (groups[0].leaf_index,), 1,
+                     MonitorSettings(0.98, True, 1e9))
+    config = make_config(start_lr=1e-5, end_lr=1e-2, num_steps=8)
+    tables = tuple(jnp.asarray(t) for t in lr_tables(config.learning_rates(), groups))
+    carry = initial_carry(params, opt_state, None, 8, jnp.float32)
+    keys = jnp.stack([jax.random.key(0), jax.random.key(1)])
+    batched = jax.tree_util.tree_map(lambda x: jnp.stack([x, x]), carry)
+
+    def one(c, key):
+        return sweep_loop(spec, c, SweepInputs(jax.device_put(data), tables, key,
+                                               jnp.int32(0), jnp.int32(8)))
+
+    out = jax.jit(jax.vmap(one))(batched, keys)
+    assert out.losses.shape == (2, 8) and np.all(np.isfinite(out.losses))
+    assert not np.array_equal(out.losses[0], out.losses[1])
+    solo = jax.jit(one)(carry, keys[1])
+    np.testing.assert_allclose(out.losses[1], solo.losses, rtol=1e-5)
