@@ -66,3 +66,19 @@ def make_schedule(
     check_choice("schedule", name, SCHEDULES)
     build = exponential_schedule if name == "exponential" else linear_schedule
     return build(start_lr, end_lr, num_steps, include_end=include_end)
+
+
+def group_learning_rates(schedule: np.ndarray, base_lrs: list[float]) -> np.ndarray:
+    """Per step and param group, the LR to apply: ``float32(schedule * base / base_0)``.
+
+    Each group keeps its ratio to group 0, whose LRs are the schedule. The bases
+    are taken at float32 precision (as an optimizer state stores them) and the
+    result is rounded to float32, the precision update kernels use, so both
+    backends apply the very same LRs. Returns float64, shape (steps, groups).
+    """
+    bases = np.asarray(base_lrs, dtype=np.float32).astype(np.float64)
+    if bases.ndim != 1 or len(bases) == 0 or not np.all(np.isfinite(bases)) or bases[0] <= 0:
+        raise ValueError(f"base_lrs must be finite with base_lrs[0] > 0, got {list(base_lrs)}")
+    ratios = bases / bases[0]
+    table = np.asarray(schedule, dtype=np.float64)[:, None] * ratios[None, :]
+    return table.astype(np.float32).astype(np.float64)

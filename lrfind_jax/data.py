@@ -21,14 +21,15 @@ Every batch must have the same structure, shapes and dtypes.
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from lrfind_core.batch_source import BatchSource, DataExhausted
 
 
 def is_stacked(data: Any) -> bool:
@@ -108,27 +109,33 @@ class BatchSequence:
     """Batches pulled from an iterable, checked, and stacked into equal chunks.
 
     Args:
-      data: the iterable. A re-iterable (not an Iterator) is cycled with one
-        warning when it runs out; a one-shot iterator just ends.
+      data: the iterable, drawn through :class:`lrfind_core.batch_source.BatchSource`:
+        a re-iterable is cycled (with one notice) when it runs out; a one-shot
+        iterator just ends.
       chunk_batches: micro-batches per chunk (the chunk's leading axis; a last,
         shorter chunk is padded by repeating its last batch, so every chunk has
         the same shape and the compiled sweep is reused).
       name: the argument's name, for messages.
+      notices: where to append notices for the user (cycling).
     """
 
-    def __init__(self, data: Iterable[Any], chunk_batches: int, *, name: str = "train_data"):
+    def __init__(
+        self,
+        data: Iterable[Any],
+        chunk_batches: int,
+        *,
+        name: str = "train_data",
+        notices: list[str] | None = None,
+    ):
         if not isinstance(data, Iterable) or isinstance(data, str | bytes):
             raise TypeError(
                 f"{name} must be stacked arrays (a tuple, dict or array) or an iterable of "
                 f"batches, got {type(data).__name__}"
             )
-        self._data = data
+        self._source = BatchSource(data, name, notices)
         self._name = name
-        self._one_shot = isinstance(data, Iterator)
-        self._iterator = iter(data)
         self._chunk_batches = chunk_batches
         self.produced = 0
-        self.cycled = False
         self.exhausted = False
         self._treedef: Any = None
         self._signature: tuple[Any, ...] = ()
@@ -139,23 +146,9 @@ class BatchSequence:
 
     def _raw_next(self) -> Any:
         try:
-            return next(self._iterator)
-        except StopIteration:
-            pass
-        if self.produced == 0 or self._one_shot:
+            return next(self._source)
+        except DataExhausted:
             return None
-        if not self.cycled:
-            warnings.warn(
-                f"{self._name} has {self.produced} batches, fewer than the sweep needs; "
-                "cycling through it again",
-                stacklevel=5,
-            )
-            self.cycled = True
-        self._iterator = iter(self._data)
-        try:
-            return next(self._iterator)
-        except StopIteration:
-            raise ValueError(f"{self._name} yielded no batch when iterated again") from None
 
     def _pull(self) -> Any:
         """The next batch as arrays, checked against the first; None when exhausted."""

@@ -14,9 +14,7 @@ losses, so it comes from the same code as the torch backend's.
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
-import platform
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -27,7 +25,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import lrfind_core
 from lrfind_core import (
     FinderConfig,
     LRFindResult,
@@ -37,6 +34,8 @@ from lrfind_core import (
     monitor_update,
 )
 from lrfind_core._checks import check_int
+from lrfind_core.batch_source import exhausted_reason
+from lrfind_core.versions import package_versions
 from lrfind_jax.checks import (
     check_bool,
     check_callable,
@@ -67,16 +66,6 @@ logger = logging.getLogger("lrfind_jax")
 
 DEFAULT_CHUNK_SIZE = 20
 """Updates per compiled call in chunked mode (progress bar or streamed data)."""
-
-
-def _versions() -> dict[str, str]:
-    versions = {"lrfind": lrfind_core.__version__, "python": platform.python_version()}
-    for name in ("jax", "jaxlib", "optax", "flax", "numpy"):
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return versions
 
 
 def _device_of(tree: Any) -> str:
@@ -215,6 +204,7 @@ def lr_find(
     total = config.num_steps
 
     sequence: BatchSequence | None = None
+    notices: list[str] = []
     first_end = total
     if is_stacked(train_data):
         data = stacked_data(train_data).arrays
@@ -228,7 +218,7 @@ def lr_find(
         chunked = progress
         data_source = "stacked"
     else:
-        sequence = BatchSequence(train_data, chunk_size * k)
+        sequence = BatchSequence(train_data, chunk_size * k, notices=notices)
         data, count = sequence.next_chunk(min(chunk_size, total) * k)
         if count < k:
             raise ValueError(
@@ -263,12 +253,14 @@ def lr_find(
         program = compile_program(spec, carry, inputs, key)
 
     loop = _run(program.run, carry, inputs, sequence, config, chunk_size, steps_per_call, k,
-                progress)
+                progress, notices)
+    for message in notices:
+        warnings.warn(message, stacklevel=2)
     meta = {
         "backend": "jax",
-        "versions": _versions(),
+        "versions": package_versions(("jax", "jaxlib", "optax", "flax", "numpy")),
         "device": _device_of(params),
-        "mode": "chunked" if chunked else "single",
+        "loop": "chunked" if chunked else "single",
         "chunk_size": steps_per_call,
         "data": data_source,
         "accumulation_steps": k,
@@ -315,6 +307,7 @@ def _run(
     steps_per_call: int,
     k: int,
     progress: bool,
+    notices: list[str],
 ) -> _Loop:
     """Call the compiled loop until the sweep ends: planned steps done, the float64
     rule fired, or the data ran out. One device-to-host read per call; with
@@ -340,11 +333,10 @@ def _run(
                 data, count = prefetched or sequence.next_chunk(wanted)
                 prefetched = None
                 if count < k:
-                    loop.end_reason = f"data exhausted after {step} steps"
-                    warnings.warn(
+                    loop.end_reason = exhausted_reason(step)
+                    notices.append(
                         f"train_data ran out after {sequence.produced} batches; the sweep "
-                        f"ended after {step} of {total} steps",
-                        stacklevel=3,
+                        f"ended after {step} of {total} steps"
                     )
                     break
                 chunk_end = step + count // k

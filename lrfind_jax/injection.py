@@ -29,6 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lrfind_core.schedules import group_learning_rates
+
 LR_NAME = "learning_rate"
 
 _INJECT_STATES: tuple[type, ...] = (
@@ -260,14 +262,10 @@ def check_multi_steps_placement(opt_state: Any, prepared: PreparedOptimizer) -> 
 
 
 def lr_tables(schedule: np.ndarray, groups: tuple[LrGroup, ...]) -> tuple[np.ndarray, ...]:
-    """Per group, the LR of every step: ``float32(schedule * base / base_ref)`` cast to
-    the group's dtype (the float32 rounding matches the torch backend's LRs)."""
-    reference = groups[0].base_lr
-    tables = []
-    for group in groups:
-        values = np.asarray(schedule, dtype=np.float64) * (group.base_lr / reference)
-        tables.append(values.astype(np.float32).astype(group.dtype))
-    return tuple(tables)
+    """Per group, the LR of every step (:func:`lrfind_core.schedules.group_learning_rates`,
+    the same values the torch backend applies), cast to the group's dtype."""
+    table = group_learning_rates(schedule, [group.base_lr for group in groups])
+    return tuple(table[:, index].astype(group.dtype) for index, group in enumerate(groups))
 
 
 def set_learning_rates(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import platform
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -14,11 +13,13 @@ from typing import Any
 import numpy as np
 import torch
 
-import lrfind_core
 from lrfind_core import FinderConfig, LRFindResult, MonitorSettings, make_config
+from lrfind_core.batch_source import BatchSource, DataExhausted, exhausted_reason
 from lrfind_core.ensemble import end_losses
 from lrfind_core.monitor import monitor_init, monitor_update
-from lrfind_torch.batches import BatchStream, DataExhausted, move_to_device
+from lrfind_core.schedules import group_learning_rates
+from lrfind_core.versions import package_versions
+from lrfind_torch.batches import move_to_device
 from lrfind_torch.checks import (
     check_loss_options,
     check_model_and_optimizer,
@@ -51,14 +52,9 @@ def _model_device(model: torch.nn.Module) -> torch.device:
 
 
 def _group_lrs(optimizer: torch.optim.Optimizer, lrs: np.ndarray) -> list[list[float]]:
-    """Per step, every group's LR: the schedule times the group's ratio to group 0.
-
-    Values are rounded to float32, the precision the update kernels use, so the
-    torch and JAX backends apply the very same LRs.
-    """
+    """Per step, every group's LR (:func:`lrfind_core.schedules.group_learning_rates`)."""
     bases = [float(group["lr"]) for group in optimizer.param_groups]
-    ratios = np.asarray(bases, dtype=np.float64) / bases[0]
-    return (lrs[:, None] * ratios[None, :]).astype(np.float32).astype(np.float64).tolist()
+    return group_learning_rates(lrs, bases).tolist()
 
 
 def _set_lrs(groups: list[dict[str, Any]], values: list[float]) -> None:
@@ -68,15 +64,6 @@ def _set_lrs(groups: list[dict[str, Any]], values: list[float]) -> None:
             current.fill_(value)
         else:
             group["lr"] = value
-
-
-def _versions() -> dict[str, str]:
-    return {
-        "lrfind": lrfind_core.__version__,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
 
 
 def lr_find(
@@ -244,7 +231,7 @@ def lr_find(
     snapshot_time = time.perf_counter() - started
     try:
         # Iterating a shuffling DataLoader draws from the torch RNG: only after the snapshot.
-        train_stream = BatchStream(train_data, "train_data", notices)
+        train_stream = BatchSource(train_data, "train_data", notices)
         compute_loss, source = loss_computation(model, loss_fn, step_fn)
         step = TrainStep(
             model,
@@ -296,7 +283,7 @@ def lr_find(
     end_reason = facts.pop("end_reason", None)
     meta = {
         "backend": "torch",
-        "versions": _versions(),
+        "versions": package_versions(("torch", "numpy")),
         "device": device.type,
         "world_size": world_size(group),
         "loss_kind": "validation" if val_data is not None else "train",
@@ -377,7 +364,7 @@ def _sweep(
             try:
                 loss = step.run()
             except DataExhausted as exhausted:
-                end_reason = f"data exhausted after {index} steps"
+                end_reason = exhausted_reason(index)
                 step.batches.notices.append(f"{exhausted}; the sweep ended after {index} steps")
                 break
             steps_run += 1
@@ -487,7 +474,7 @@ def _independent(
             for index in range(len(grid)):
                 if curve or index:
                     _reseed(snapshot_state, seed)
-                step.batches = BatchStream(batches, "train_data")
+                step.batches = BatchSource(batches, "train_data")
                 step.model.train()
                 _set_lrs(groups, group_lrs[index])
                 losses = read_losses([step.run() for _ in range(steps)], group)

@@ -8,7 +8,8 @@ from typing import Any
 
 import torch
 
-from lrfind_torch.batches import BatchStream, move_to_device
+from lrfind_core.batch_source import BatchSource
+from lrfind_torch.batches import move_to_device
 from lrfind_torch.checks import check_loss
 
 
@@ -20,7 +21,7 @@ class TrainStep:
     optimizer: torch.optim.Optimizer
     compute_loss: Callable[[Any], torch.Tensor]
     loss_source: str
-    batches: BatchStream
+    batches: BatchSource
     device: torch.device
     non_blocking: bool
     accumulation_steps: int

@@ -85,7 +85,7 @@ def test_in_loop_stop_agrees_with_the_core_float64_rule(single):
 
 def test_meta_records_times_versions_and_mode(single):
     meta = single.meta
-    assert meta["backend"] == "jax" and meta["mode"] == "single"
+    assert meta["backend"] == "jax" and meta["loop"] == "single"
     assert meta["chunk_size"] == STEPS and meta["data"] == "stacked"
     assert {"jax", "jaxlib", "optax", "numpy", "lrfind"} <= set(meta["versions"])
     assert meta["device"].lower().startswith("cpu")
@@ -135,7 +135,7 @@ def test_second_call_with_the_same_shapes_does_not_recompile(params, data):
 def test_progress_and_chunking_give_identical_results(params, data, single, chunk_size):
     chunked = lr_find(mlp_loss, params, ADAM, data, progress=True, chunk_size=chunk_size,
                       **SWEEP)
-    assert chunked.meta["mode"] == "chunked" and chunked.meta["chunk_size"] == chunk_size
+    assert chunked.meta["loop"] == "chunked" and chunked.meta["chunk_size"] == chunk_size
     np.testing.assert_array_equal(chunked.losses, single.losses)
     assert chunked.stop_step == single.stop_step and chunked.suggestions == single.suggestions
     assert chunked.meta["program_calls"] == -(-(single.stop_step + 1) // chunk_size)
