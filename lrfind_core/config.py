@@ -7,9 +7,12 @@ curve is judged; it is plain, frozen data and serialises to JSON. Build one with
 Presets:
 
 * ``"lrfind"`` (default): 1e-7 to 10 over 100 steps, exponential with both
-  endpoints, EWA beta=0.98 debiased, stop at 4x best, valley.
+  endpoints, EWA beta=0.98 debiased, stop at 4x best; the suggestion is the
+  ``minimum`` rule scaled for a one-cycle schedule (see
+  :mod:`lrfind_core.schedule_aware`), the best rule on lrfind's benchmark.
 * ``"fastai"``: as fastai's ``lr_find``: the exponential sweep stops one step short
-  of ``end_lr`` (``lr_i = s (e/s)^(i/N)``), beta=0.98 debiased, stop at 4x, valley.
+  of ``end_lr`` (``lr_i = s (e/s)^(i/N)``), beta=0.98 debiased, stop at 4x, valley
+  as read off the curve.
 * ``"torch-lr-finder"``: as torch-lr-finder 0.2.2's ``range_test``: exponential
   with both endpoints, smoothing ``smooth_f=0.05`` (beta=0.95, first value raw,
   no debias), stop at 5x, suggestion ``steep`` with its fixed trimming
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lrfind_core._checks import check_choice, check_fraction, check_int, check_positive_float
+from lrfind_core.schedule_aware import FOR_SCHEDULES
 from lrfind_core.schedules import SCHEDULES, make_schedule
 from lrfind_core.suggestion import available_methods, check_method
 
@@ -35,10 +39,15 @@ DEFAULT_METHODS = ("valley", "steep", "minimum", "slide")
 MODES = ("sweep", "independent")
 
 INDEPENDENT_DEFAULTS: dict[str, Any] = {
-    "num_steps": 24, "beta": 0.0, "skip_start": 0, "skip_end": 0,
+    "num_steps": 24,
+    "beta": 0.0,
+    "skip_start": 0,
+    "skip_end": 0,
+    "default_method": "minimum",
 }
 """Defaults for ``mode="independent"`` (a grid of 24 LRs, each curve point its own run,
-so no smoothing across LRs and no trimming), below explicit settings, above presets."""
+so no smoothing across LRs and no trimming; ``valley`` and ``slide`` misread these
+curves), below explicit settings, above presets."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,9 @@ class FinderConfig:
       diverge_factor: the stop rule's k (> 1), see :mod:`lrfind_core.stopping`.
       methods: suggestion methods computed for the result.
       default_method: the method behind ``result.suggestion``.
+      for_schedule: the schedule suggestions are for: ``"one_cycle"`` (the LR is a
+        one-cycle peak), ``"constant"``, or ``"curve"`` (the LR as read off the
+        curve, fastai's and torch-lr-finder's meaning).
       skip_start: points trimmed at the start before suggesting (None: steps // 10).
       skip_end: points trimmed at the end before suggesting.
       preset: the preset this config started from.
@@ -77,7 +89,8 @@ class FinderConfig:
     debias: bool = True
     diverge_factor: float = 4.0
     methods: tuple[str, ...] = DEFAULT_METHODS
-    default_method: str = "valley"
+    default_method: str = "minimum"
+    for_schedule: str = "one_cycle"
     skip_start: int | None = None
     skip_end: int = 5
     preset: str = "lrfind"
@@ -104,6 +117,7 @@ class FinderConfig:
         for method in self.methods:
             check_method(method)
         check_method(self.default_method)
+        check_choice("for_schedule", self.for_schedule, FOR_SCHEDULES)
         if self.skip_start is not None:
             check_int("skip_start", self.skip_start, minimum=0)
         check_int("skip_end", self.skip_end, minimum=0)
@@ -148,6 +162,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "debias": True,
         "diverge_factor": 4.0,
         "default_method": "valley",
+        "for_schedule": "curve",
     },
     "torch-lr-finder": {
         "include_end": True,
@@ -155,6 +170,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "debias": False,
         "diverge_factor": 5.0,
         "default_method": "steep",
+        "for_schedule": "curve",
         "skip_start": 10,
         "skip_end": 5,
     },

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from lrfind_core._checks import check_curve
+from lrfind_core._checks import check_choice, check_curve, check_int
 from lrfind_core.config import FinderConfig, make_config
 from lrfind_core.ensemble import (
     IndependentRuns,
@@ -19,6 +19,7 @@ from lrfind_core.ensemble import (
     median_curve,
     pad_curves,
 )
+from lrfind_core.schedule_aware import FOR_SCHEDULES, curve_kind, for_schedule
 from lrfind_core.serialization import (
     decode_floats,
     decode_optional_float,
@@ -45,16 +46,31 @@ def _judge(
         # A hand-built FinderConfig may leave it out; result.suggestion still needs it.
         methods = (config.default_method, *methods)
     return {
-        method: suggest(
-            lrs,
-            smoothed,
-            method,
-            skip_start=config.skip_start,
-            skip_end=config.skip_end,
-            planned_steps=planned_points,
-        )
+        method: _suggest(lrs, smoothed, config, planned_points, method, config.for_schedule)
         for method in methods
     }
+
+
+def _suggest(
+    lrs: np.ndarray,
+    smoothed: np.ndarray,
+    config: FinderConfig,
+    planned_points: int,
+    method: str,
+    schedule: str,
+) -> Suggestion:
+    """``method``'s reading of the curve, as the LR to use under ``schedule``."""
+    read = suggest(
+        lrs,
+        smoothed,
+        method,
+        skip_start=config.skip_start,
+        skip_end=config.skip_end,
+        planned_steps=planned_points,
+    )
+    check_choice("for_schedule", schedule, FOR_SCHEDULES)
+    kind = curve_kind(config.mode, config.num_sweeps)
+    return for_schedule(read, schedule, kind, lrs)
 
 
 @dataclass(eq=False)
@@ -183,9 +199,7 @@ class LRFindResult:
         if not sweeps:
             raise ValueError("from_sweeps needs at least one curve")
         singles = [
-            cls.from_curve(
-                lrs[: len(curve)], curve, config=config, planned_points=planned_points
-            )
+            cls.from_curve(lrs[: len(curve)], curve, config=config, planned_points=planned_points)
             for curve in sweeps
         ]
         if len(singles) == 1:
@@ -202,8 +216,8 @@ class LRFindResult:
             lrs[: len(aggregate)],
             aggregate,
             config=config,
-            end_reason=end_reason or f"{MAJORITY_ENDED} ({reasons.count(common)} of "
-            f"{len(reasons)}: {common})",
+            end_reason=end_reason
+            or f"{MAJORITY_ENDED} ({reasons.count(common)} of {len(reasons)}: {common})",
             planned_points=planned_points,
             meta=meta,
         )
@@ -254,23 +268,47 @@ class LRFindResult:
             count = int(np.argmin(made)) if not np.all(made) else len(made)
             curves.append(end_losses(curve[:count], config.average_last))
         return cls.from_sweeps(
-            lrs, curves, config=config, meta=meta,
+            lrs,
+            curves,
+            config=config,
+            meta=meta,
             runs=IndependentRuns(run_losses=runs, average_last=config.average_last),
         )
 
-    def suggest(self, method: str | None = None) -> Suggestion:
-        """The suggestion of ``method`` (default: the config's default method)."""
+    def suggest(self, method: str | None = None, for_schedule: str | None = None) -> Suggestion:
+        """The suggestion of ``method`` for ``for_schedule``.
+
+        Defaults: the config's ``default_method`` and ``for_schedule``. Schedules:
+        ``"one_cycle"`` (a one-cycle peak LR), ``"constant"``, ``"curve"`` (as read
+        off the curve); see :mod:`lrfind_core.schedule_aware`.
+        """
         method = self.config.default_method if method is None else method
-        if method in self.suggestion_details:
+        schedule = self.config.for_schedule if for_schedule is None else for_schedule
+        if method in self.suggestion_details and schedule == self.config.for_schedule:
             return self.suggestion_details[method]
-        return suggest(
-            self.lrs,
-            self.smoothed_losses,
-            method,
-            skip_start=self.config.skip_start,
-            skip_end=self.config.skip_end,
-            planned_steps=self.planned_points,
+        return _suggest(
+            self.lrs, self.smoothed_losses, self.config, self.planned_points, method, schedule
         )
+
+    def one_cycle(
+        self, total_steps: int, *, framework: str = "torch", method: str | None = None
+    ) -> dict[str, Any]:
+        """Keyword arguments of a one-cycle schedule peaking at this result's one-cycle LR.
+
+        The peak is ``self.suggest(method, for_schedule="one_cycle").lr``. For
+        ``framework="torch"``: ``torch.optim.lr_scheduler.OneCycleLR(optimizer,
+        **kwargs)``; for ``"optax"``: ``optax.cosine_onecycle_schedule(**kwargs)``.
+        ``lrfind_torch.one_cycle_scheduler`` and ``lrfind_jax.one_cycle_schedule``
+        build them directly.
+        """
+        check_int("total_steps", total_steps, minimum=1)
+        check_choice("framework", framework, ("torch", "optax"))
+        detail = self.suggest(method, for_schedule="one_cycle")
+        if detail.lr is None:
+            raise ValueError(f"no one-cycle LR to build a schedule from: {detail.reason}")
+        if framework == "torch":
+            return {"max_lr": detail.lr, "total_steps": total_steps}
+        return {"transition_steps": total_steps, "peak_value": detail.lr}
 
     def resmooth(self, beta: float, debias: bool | None = None) -> LRFindResult:
         """A new result from the same raw losses with another smoothing.
@@ -283,8 +321,12 @@ class LRFindResult:
         config = replace(self.config, **settings)
         end_reason = None if self.stop_step is not None else self.stop_reason
         return LRFindResult.from_curve(
-            self.lrs, self.losses, config=config, end_reason=end_reason,
-            planned_points=self.planned_points, meta=self.meta,
+            self.lrs,
+            self.losses,
+            config=config,
+            end_reason=end_reason,
+            planned_points=self.planned_points,
+            meta=self.meta,
         )
 
     def plot(
@@ -313,7 +355,13 @@ class LRFindResult:
             "stop_step": self.stop_step,
             "stop_reason": self.stop_reason,
             "suggestion_details": {
-                name: {"lr": encode_optional_float(d.lr), "index": d.index, "reason": d.reason}
+                name: {
+                    "lr": encode_optional_float(d.lr),
+                    "index": d.index,
+                    "reason": d.reason,
+                    "curve_lr": encode_optional_float(d.curve_lr),
+                    "for_schedule": d.for_schedule,
+                }
                 for name, d in self.suggestion_details.items()
             },
             "config": self.config.to_dict(),
@@ -335,7 +383,14 @@ class LRFindResult:
             )
         config = FinderConfig.from_dict(data["config"])
         details = {
-            name: Suggestion(name, decode_optional_float(d["lr"]), d["index"], d["reason"])
+            name: Suggestion(
+                name,
+                decode_optional_float(d["lr"]),
+                d["index"],
+                d["reason"],
+                curve_lr=decode_optional_float(d["curve_lr"]),
+                for_schedule=d["for_schedule"],
+            )
             for name, d in data["suggestion_details"].items()
         }
         return cls(
@@ -352,9 +407,9 @@ class LRFindResult:
             config=config,
             planned_points=data["planned_points"],
             meta=data["meta"],
-            ensemble=None if data.get("ensemble") is None else SweepEnsemble.from_dict(
-                data["ensemble"]
-            ),
+            ensemble=None
+            if data.get("ensemble") is None
+            else SweepEnsemble.from_dict(data["ensemble"]),
             runs=None if data.get("runs") is None else IndependentRuns.from_dict(data["runs"]),
         )
 
@@ -399,5 +454,5 @@ class LRFindResult:
         lr = "None" if shown is None else f"{shown:.3g}"
         return (
             f"LRFindResult(steps={len(self.lrs)}, stop_reason={self.stop_reason!r}, "
-            f"suggestion={lr} ({self.config.default_method}))"
+            f"suggestion={lr} ({self.config.default_method}, for {self.config.for_schedule}))"
         )

@@ -37,13 +37,17 @@ class Suggestion:
     """A suggested LR (None if the curve can't be judged), where it sits, and why.
 
     ``index`` points into the full curve (``result.lrs``): the point whose LR is
-    nearest (in log space) to the suggested one.
+    nearest (in log space) to the suggested one. ``curve_lr`` is the LR the method
+    read off the curve; ``lr`` is the LR to use under ``for_schedule``
+    (:mod:`lrfind_core.schedule_aware`), equal to ``curve_lr`` when that is None.
     """
 
     method: str
     lr: float | None
     index: int | None
     reason: str
+    curve_lr: float | None = None
+    for_schedule: str | None = None
 
 
 def register_method(name: str, method: SuggestionMethod, *, overwrite: bool = False) -> None:
@@ -145,4 +149,4 @@ def suggest(
         index = begin + int(output.index)
     else:
         index = nearest_index(lrs, lr)
-    return Suggestion(method, lr, index, reason)
+    return Suggestion(method, lr, index, reason, curve_lr=lr)

@@ -8,6 +8,14 @@ same result the torch backend returns. :func:`lr_find_nnx` and
 
 from lrfind_jax.finder import DEFAULT_CHUNK_SIZE, lr_find
 from lrfind_jax.flax_adapters import lr_find_linen, lr_find_nnx
+from lrfind_jax.schedules import one_cycle_schedule
 from lrfind_jax.sweep import clear_program_cache
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "clear_program_cache", "lr_find", "lr_find_linen", "lr_find_nnx"]
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "clear_program_cache",
+    "lr_find",
+    "lr_find_linen",
+    "lr_find_nnx",
+    "one_cycle_schedule",
+]

@@ -111,8 +111,9 @@ def main(out_dir: str = "lrfind_demo_out", seed: int = 0) -> int:
     result.plot(path=plot_path)
     result.save(os.path.join(out_dir, "lr_find.json"))
     print(
-        f"suggested LR ({result.config.default_method}): {result.suggestion:.2e}; "
-        f"plot saved to {plot_path}"
+        f"suggested peak LR for a one-cycle schedule ({result.config.default_method} rule): "
+        f"{result.suggestion:.2e}; for a constant LR: "
+        f"{result.suggest(for_schedule='constant').lr:.2e}; plot saved to {plot_path}"
     )
 
     print(f"one-cycle training, {EPOCHS} epochs, AdamW; validation accuracy:")

@@ -22,7 +22,8 @@ def test_default_preset():
     assert (config.start_lr, config.end_lr, config.num_steps) == (1e-7, 10.0, 100)
     assert (config.schedule, config.include_end) == ("exponential", True)
     assert (config.beta, config.debias, config.diverge_factor) == (0.98, True, 4.0)
-    assert (config.default_method, config.methods) == ("valley", DEFAULT_METHODS)
+    assert (config.default_method, config.methods) == ("minimum", DEFAULT_METHODS)
+    assert config.for_schedule == "one_cycle"
     assert (config.skip_start, config.skip_end) == (None, 5)
     assert config.preset == "lrfind"
 

@@ -4,6 +4,7 @@ import importlib
 import json
 import math
 import re
+from dataclasses import replace
 
 import matplotlib
 
@@ -126,12 +127,12 @@ def test_curve_shorter_than_planned():
 def test_planned_points_fewer_than_steps():
     # A curve recorded every few steps: 30 points planned, so the sweep is complete and the
     # suggestions trim 30 // 10 = 3 points at the start.
-    config = make_config(start_lr=LRS[0], end_lr=LRS[-1], num_steps=100)
+    config = make_config(start_lr=LRS[0], end_lr=LRS[-1], num_steps=100, for_schedule="curve")
     result = LRFindResult.from_curve(LRS[:30], falling_curve(30), config=config, planned_points=30)
     assert result.stop_reason == "completed"
     assert result.planned_points == 30
     expected = suggest(result.lrs, result.smoothed_losses, "valley", planned_steps=30)
-    assert result.suggestion_details["valley"] == expected
+    assert result.suggestion_details["valley"] == replace(expected, for_schedule="curve")
 
 
 def test_suggestions_use_the_config(monkeypatch):
@@ -162,9 +163,8 @@ def test_suggestion_fields_agree():
         assert detail.method == name
         assert result.suggestions[name] == detail.lr
         assert result.suggest(name) == detail
-        assert detail == suggest(
-            result.lrs, result.smoothed_losses, name, skip_start=10, skip_end=5
-        )
+        read = suggest(result.lrs, result.smoothed_losses, name, skip_start=10, skip_end=5)
+        assert detail == replace(read, for_schedule="curve")
     assert result.suggestion == result.suggestion_details["steep"].lr
     assert result.suggestion is not None
 
@@ -172,15 +172,20 @@ def test_suggestion_fields_agree():
 def test_method_outside_the_config_is_computed_on_demand():
     result = LRFindResult.from_curve(LRS, falling_curve(), methods=["valley"])
     assert set(result.suggestion_details) == {"valley"}
-    assert result.suggest("minimum") == suggest(result.lrs, result.smoothed_losses, "minimum")
+    read = suggest(result.lrs, result.smoothed_losses, "minimum")
+    assert result.suggest("minimum", for_schedule="curve") == replace(read, for_schedule="curve")
 
 
 def test_default_method_missing_from_a_hand_built_config():
     config = FinderConfig(
-        start_lr=LRS[0], end_lr=LRS[-1], methods=("valley",), default_method="steep"
+        start_lr=LRS[0],
+        end_lr=LRS[-1],
+        methods=("valley",),
+        default_method="steep",
+        for_schedule="curve",
     )
     result = LRFindResult.from_curve(LRS, falling_curve(), config=config)
-    expected = suggest(result.lrs, result.smoothed_losses, "steep")
+    expected = replace(suggest(result.lrs, result.smoothed_losses, "steep"), for_schedule="curve")
     assert result.suggestion_details["steep"] == expected
     assert result.suggestion == expected.lr
 
@@ -294,7 +299,8 @@ def test_repr():
     result = LRFindResult.from_curve(LRS, falling_curve())
     lr = f"{result.suggestion:.3g}"
     assert repr(result) == (
-        f"LRFindResult(steps=100, stop_reason='completed', suggestion={lr} (valley))"
+        f"LRFindResult(steps=100, stop_reason='completed', suggestion={lr} "
+        "(minimum, for one_cycle))"
     )
 
 

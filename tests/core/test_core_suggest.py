@@ -75,7 +75,7 @@ def test_valley_on_a_constructed_run():
     # first at e = 11, so s = 11 - 9 = 2, k = 3 and the point is 2 + 3 + int(1.5) = 6.
     lrs = sweep(len(VALLEY_CURVE))
     result = suggest(lrs, VALLEY_CURVE, "valley", **NO_TRIM)
-    assert result == Suggestion("valley", float(lrs[6]), 6, result.reason)
+    assert result == Suggestion("valley", float(lrs[6]), 6, result.reason, curve_lr=float(lrs[6]))
     assert "valley of 9 falling points" in result.reason
 
 
@@ -363,7 +363,7 @@ def test_lr_inside_the_range_is_not_clipped_and_gets_the_nearest_index():
     lrs = sweep(61)  # ten per decade from 1e-6
     register_method("fixed", lambda lrs, losses: MethodOutput(1.1e-3, "fixed"))
     result = suggest(lrs, noisy_curve(61), "fixed")
-    assert result == Suggestion("fixed", 1.1e-3, 30, "fixed")
+    assert result == Suggestion("fixed", 1.1e-3, 30, "fixed", curve_lr=1.1e-3)
 
 
 @pytest.mark.usefixtures("registry")

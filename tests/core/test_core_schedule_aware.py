@@ -1,0 +1,128 @@
+"""Suggestions for a schedule: the factor table, clipping, curve kinds."""
+
+import numpy as np
+import pytest
+
+from lrfind_core import LRFindResult, exponential_schedule, make_config
+from lrfind_core.schedule_aware import SCHEDULE_FACTORS, curve_kind
+
+LRS = exponential_schedule(1e-6, 10.0, 100)
+
+
+def bowl(n: int = 100) -> np.ndarray:
+    """Falls to a minimum at point 70, then rises steeply."""
+    steps = np.arange(n, dtype=np.float64)
+    return 2.0 - 1.5 / (1.0 + np.exp(-(steps - 40) / 5)) + np.maximum(0, steps - 70) ** 2 / 20
+
+
+def result_for(schedule: str, **settings) -> LRFindResult:
+    return LRFindResult.from_curve(LRS, bowl(), for_schedule=schedule, **settings)
+
+
+@pytest.mark.parametrize("method", ["valley", "steep", "minimum", "slide"])
+@pytest.mark.parametrize("schedule", ["one_cycle", "constant"])
+def test_the_lr_is_the_curve_reading_times_the_shipped_factor(method, schedule):
+    raw = result_for("curve").suggest(method)
+    adapted = result_for(schedule).suggest(method)
+    factor = SCHEDULE_FACTORS["sweep"][method][schedule]
+    assert adapted.curve_lr == raw.lr == raw.curve_lr
+    assert adapted.for_schedule == schedule
+    expected = np.clip(raw.lr * factor, LRS[0], LRS[-1])
+    assert adapted.lr == pytest.approx(expected, rel=1e-12)
+    assert adapted.index == int(np.argmin(np.abs(np.log(LRS) - np.log(adapted.lr))))
+    assert f"x{factor:.3g} for {schedule}" in adapted.reason
+
+
+def test_the_default_is_minimum_for_one_cycle_and_constant_is_half_a_decade_lower():
+    result = LRFindResult.from_curve(LRS, bowl())
+    assert (result.config.default_method, result.config.for_schedule) == ("minimum", "one_cycle")
+    one_cycle = result.suggestion
+    constant = result.suggest(for_schedule="constant").lr
+    assert one_cycle == result.suggest("minimum", for_schedule="curve").lr
+    assert np.log10(one_cycle / constant) == pytest.approx(0.5)
+    assert "for one_cycle" in repr(result)
+
+
+def test_a_scaled_lr_outside_the_range_is_clipped():
+    # A rising curve: minimum reads the first judged point / 10 (already clipped to
+    # lrs[0]); a third of that for a constant schedule falls below the range again.
+    rising = np.linspace(1.0, 3.0, 100)
+    result = LRFindResult.from_curve(LRS, rising, for_schedule="constant")
+    detail = result.suggest("minimum")
+    assert detail.curve_lr == LRS[0]
+    assert (detail.lr, detail.index) == (LRS[0], 0)
+    assert "x0.316 for constant, clipped to the swept range" in detail.reason
+
+
+def test_curve_kinds_pick_their_own_factors():
+    assert curve_kind("sweep", 1) == "sweep"
+    assert curve_kind("sweep", 5) == "sweeps"
+    assert curve_kind("independent", 1) == "independent"
+    config = make_config(
+        start_lr=LRS[0], end_lr=LRS[-1], num_steps=100, num_sweeps=3, methods=["valley"]
+    )
+    result = LRFindResult.from_sweeps(LRS, [bowl(), bowl(), bowl()], config=config)
+    read = result.suggest("valley", for_schedule="curve").lr
+    factor = SCHEDULE_FACTORS["sweeps"]["valley"]["one_cycle"]
+    assert result.suggest("valley").lr == pytest.approx(min(read * factor, LRS[-1]))
+
+
+def test_methods_without_a_factor_on_independent_curves_stay_unscaled_and_say_so():
+    config = make_config(
+        mode="independent",
+        start_lr=1e-5,
+        end_lr=1.0,
+        num_steps=6,
+        steps_per_lr=2,
+        average_last=1,
+        methods=["valley", "minimum"],
+    )
+    runs = np.array([[[3.0, 2.9], [3.0, 2.5], [3.0, 1.5], [3.0, 1.0], [3.0, 1.2], [3.0, 2.0]]])
+    result = LRFindResult.from_runs(config.learning_rates(), runs, config=config)
+    assert result.config.default_method == "minimum"
+    valley = result.suggest("valley")
+    assert valley.lr == valley.curve_lr
+    assert "no one_cycle factor for valley on independent curves" in valley.reason
+    minimum = result.suggest("minimum")
+    assert minimum.lr == pytest.approx(minimum.curve_lr * 10.0)  # the LR at the best run
+
+
+def test_presets_of_other_tools_read_the_curve_as_they_do():
+    for preset in ("fastai", "torch-lr-finder"):
+        result = LRFindResult.from_curve(LRS, bowl(), preset=preset)
+        assert result.config.for_schedule == "curve"
+        detail = result.suggest()
+        assert detail.lr == detail.curve_lr
+
+
+def test_schedule_settings_survive_a_json_round_trip(tmp_path):
+    result = result_for("constant")
+    path = tmp_path / "result.json"
+    result.save(path)
+    loaded = LRFindResult.load(path)
+    assert loaded == result
+    assert loaded.suggest().for_schedule == "constant"
+    assert loaded.suggest().curve_lr == result.suggest().curve_lr
+
+
+def test_unknown_schedule_is_rejected():
+    with pytest.raises(ValueError, match="unknown for_schedule 'cosine'"):
+        make_config(for_schedule="cosine")
+    with pytest.raises(ValueError, match="unknown for_schedule 'cosine'"):
+        result_for("one_cycle").suggest(for_schedule="cosine")
+
+
+def test_one_cycle_settings_use_the_one_cycle_lr():
+    result = result_for("constant")  # the config's schedule does not matter here
+    peak = result.suggest(for_schedule="one_cycle").lr
+    assert result.one_cycle(300) == {"max_lr": peak, "total_steps": 300}
+    assert result.one_cycle(300, framework="optax") == {"transition_steps": 300, "peak_value": peak}
+    valley = result.suggest("valley", for_schedule="one_cycle").lr
+    assert result.one_cycle(10, method="valley")["max_lr"] == valley
+    with pytest.raises(ValueError, match="unknown framework 'keras'"):
+        result.one_cycle(10, framework="keras")
+    with pytest.raises(ValueError, match="total_steps must be an int >= 1"):
+        result.one_cycle(0)
+    flat = LRFindResult.from_curve(LRS, np.ones(100))
+    with pytest.raises(ValueError, match="no one-cycle LR to build a schedule from: flat curve"):
+        flat.one_cycle(10)

@@ -1,0 +1,22 @@
+"""one_cycle_schedule: optax's cosine one-cycle at the result's one-cycle LR."""
+
+import numpy as np
+import optax
+
+from lrfind_core import LRFindResult, exponential_schedule
+from lrfind_jax import one_cycle_schedule
+
+LRS = exponential_schedule(1e-6, 10.0, 100)
+STEPS = np.arange(100, dtype=np.float64)
+RESULT = LRFindResult.from_curve(
+    LRS, 2.0 - 1.5 / (1.0 + np.exp(-(STEPS - 40) / 5)) + np.maximum(0, STEPS - 70) ** 2 / 20
+)
+
+
+def test_the_schedule_equals_optax_by_hand():
+    peak = RESULT.suggest(for_schedule="one_cycle").lr
+    ours = one_cycle_schedule(RESULT, 60, pct_start=0.2)
+    theirs = optax.cosine_onecycle_schedule(transition_steps=60, peak_value=peak, pct_start=0.2)
+    values = [float(ours(step)) for step in range(61)]
+    assert values == [float(theirs(step)) for step in range(61)]
+    assert max(values) == np.float32(peak)
