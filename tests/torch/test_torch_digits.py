@@ -68,4 +68,4 @@ def test_demo_writes_the_plot_and_the_result(tmp_path: Any, capsys: Any) -> None
     data = json.loads(saved.read_text())
     assert data["format"] == "lrfind-result"
     assert data["meta"]["backend"] == "torch"
-    assert "suggested LR" in capsys.readouterr().out
+    assert "suggested peak LR for a one-cycle schedule" in capsys.readouterr().out
