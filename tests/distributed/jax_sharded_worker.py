@@ -1,0 +1,123 @@
+"""Worker for the sharded-JAX test: run with 4 forced host devices, print JSON results.
+
+Runs the same sweep three ways: on one device, with the batch sharded over a
+4-device data axis (params replicated), and with the hidden layer's params also
+sharded over a model axis; prints the raw losses, stop steps and the shardings
+the compiled sweep kept.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from lrfind_jax import lr_find
+
+STEPS, BATCH = 40, 32
+
+
+def init_params() -> dict:
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    return {
+        "w1": jax.random.normal(keys[0], (8, 64)) * 0.3,
+        "b1": jnp.zeros(64),
+        "w2": jax.random.normal(keys[1], (64, 3)) * 0.3,
+        "b2": jnp.zeros(3),
+    }
+
+
+def loss_fn(params: dict, batch: tuple) -> jax.Array:
+    inputs, labels = batch
+    hidden = jnp.tanh(inputs @ params["w1"] + params["b1"])
+    logits = hidden @ params["w2"] + params["b2"]
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    inputs = rng.normal(size=(STEPS, BATCH, 8)).astype(np.float32)
+    labels = rng.integers(0, 3, size=(STEPS, BATCH)).astype(np.int32)
+    return inputs, labels
+
+
+def compiled_shardings() -> dict:
+    """The shardings the last compiled sweep takes its params and data with."""
+    from lrfind_jax import sweep as sweep_module
+
+    program = next(reversed(sweep_module._programs.values()))
+    carry_shardings, inputs_shardings = program.run.input_shardings[0]
+
+    def describe(sharding: object) -> str:
+        return str(getattr(sharding, "spec", "single device"))
+
+    return {
+        "w1": describe(carry_shardings.params["w1"]),
+        "w2": describe(carry_shardings.params["w2"]),
+        "inputs": describe(inputs_shardings.data[0]),
+    }
+
+
+def sweep(params: dict, batches: tuple) -> dict:
+    optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=1e-3)
+    result = lr_find(
+        loss_fn,
+        params,
+        optimizer,
+        batches,
+        num_steps=STEPS,
+        start_lr=1e-4,
+        end_lr=100.0,
+        progress=False,
+    )
+    return {
+        "losses": result.losses.tolist(),
+        "stop_step": result.stop_step,
+        "shardings": compiled_shardings(),
+    }
+
+
+def main() -> None:
+    assert jax.device_count() == 4, jax.devices()
+    inputs, labels = data()
+    params = init_params()
+    report = {"single": sweep(params, (jnp.asarray(inputs), jnp.asarray(labels)))}
+
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    batch_sharding = NamedSharding(mesh, P(None, "data"))  # step axis whole, batch split
+    sharded = (jax.device_put(inputs, batch_sharding), jax.device_put(labels, batch_sharding))
+    replicated = jax.device_put(params, NamedSharding(mesh, P()))
+    before = jax.tree_util.tree_map(np.asarray, replicated)
+    report["data_parallel"] = sweep(replicated, sharded)
+    report["params_unchanged"] = all(
+        np.array_equal(a, np.asarray(b))
+        for a, b in zip(
+            jax.tree_util.tree_leaves(before), jax.tree_util.tree_leaves(replicated), strict=True
+        )
+    )
+    report["params_sharding_kept"] = str(replicated["w1"].sharding.spec)
+
+    mesh2 = Mesh(np.array(jax.devices()).reshape(2, 2), ("data", "model"))
+    model_sharded = dict(replicated)
+    model_sharded["w1"] = jax.device_put(params["w1"], NamedSharding(mesh2, P(None, "model")))
+    model_sharded["b1"] = jax.device_put(params["b1"], NamedSharding(mesh2, P("model")))
+    model_sharded["w2"] = jax.device_put(params["w2"], NamedSharding(mesh2, P("model", None)))
+    model_sharded["b2"] = jax.device_put(params["b2"], NamedSharding(mesh2, P()))
+    batch2 = NamedSharding(mesh2, P(None, "data"))
+    report["model_parallel"] = sweep(
+        model_sharded, (jax.device_put(inputs, batch2), jax.device_put(labels, batch2))
+    )
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

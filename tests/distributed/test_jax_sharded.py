@@ -1,0 +1,49 @@
+"""lrfind_jax on data and params sharded over 4 (forced host) devices, in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("jax")
+WORKER = Path(__file__).with_name("jax_sharded_worker.py")
+
+
+@pytest.fixture(scope="module")
+def report() -> dict:
+    completed = subprocess.run(
+        [sys.executable, str(WORKER)], capture_output=True, text=True, timeout=300, check=True
+    )
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("layout", ["data_parallel", "model_parallel"])
+def test_sharded_sweep_matches_one_device(report, layout):
+    single, sharded = report["single"], report[layout]
+    assert single["stop_step"] is not None
+    assert sharded["stop_step"] == single["stop_step"]
+    np.testing.assert_allclose(sharded["losses"], single["losses"], rtol=1e-5)
+
+
+def test_the_compiled_sweep_keeps_the_users_shardings(report):
+    assert report["data_parallel"]["shardings"] == {
+        "w1": "P()",
+        "w2": "P()",
+        "inputs": "P(None, 'data')",
+    }
+    assert report["model_parallel"]["shardings"] == {
+        "w1": "P(None, 'model')",
+        "w2": "P('model', None)",
+        "inputs": "P(None, 'data')",
+    }
+    assert report["single"]["shardings"]["w1"] == "single device"
+
+
+def test_the_users_sharded_params_are_untouched(report):
+    assert report["params_unchanged"] is True
+    assert report["params_sharding_kept"] == "P()"
