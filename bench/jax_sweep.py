@@ -9,12 +9,18 @@ rounds, and reports median per-step times (compile time apart):
   divergence check (smoothed loss > 4x best), as a user typically writes it;
 * ``lr_find_single``: ``lr_find(..., progress=False)``, one compiled call;
 * ``lr_find_chunked``: ``lr_find(..., progress=True)``, one call per chunk with a
-  (silenced) progress bar.
+  (silenced) progress bar;
+* ``lr_find_k8_per_sweep``: ``lr_find(..., num_sweeps=8, progress=False)``, the 8
+  sweeps ``jax.vmap``-ed in one compiled call, reported per sweep (its run time
+  divided by 8) so it reads next to ``lr_find_single``. Its sweeps cycle through
+  the same N batches (as many as the single sweep reads, to keep the benchmark's
+  memory small): the work per sweep is the same as on distinct batches.
 
 The stop rule is disabled (a huge ``diverge_factor``, small ``end_lr``) so every
 contender runs all N steps. The data is stacked on the device.
 
-    python bench/jax_sweep.py [--steps 200] [--rounds 5] [--chunk-size 20] [--out FILE]
+    python bench/jax_sweep.py [--steps 200] [--rounds 5] [--chunk-size 20] [--sweeps 8]
+                              [--out FILE]
 
 Prints a JSON record and a markdown table; ``--out`` also writes the JSON.
 """
@@ -26,6 +32,7 @@ import json
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -95,13 +102,19 @@ def python_loop(params: Any, data: Any, steps: int) -> float:
     return time.perf_counter() - started
 
 
-def finder(params: Any, data: Any, steps: int, progress: bool, chunk_size: int) -> dict[str, float]:
-    """``lr_find`` over the same steps: its run and compile times (seconds)."""
-    result = lr_find(
-        loss_fn, params, OPTIMIZER, data, start_lr=START_LR, end_lr=END_LR, num_steps=steps,
-        diverge_factor=DIVERGE_FACTOR, progress=progress, chunk_size=chunk_size,
-    )
-    assert result.meta["num_steps_run"] == steps, result.meta
+def finder(
+    params: Any, data: Any, steps: int, progress: bool, chunk_size: int, sweeps: int = 1
+) -> dict[str, float]:
+    """``lr_find`` over the same steps (``sweeps`` of them, vmapped): its run and
+    compile times (seconds, all sweeps together)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # K sweeps cycle through the data
+        result = lr_find(
+            loss_fn, params, OPTIMIZER, data, start_lr=START_LR, end_lr=END_LR,
+            num_steps=steps, diverge_factor=DIVERGE_FACTOR, progress=progress,
+            chunk_size=chunk_size, num_sweeps=sweeps,
+        )
+    assert result.meta["num_steps_run"] == steps * sweeps, result.meta
     return {key: result.meta[key] for key in ("run_time_s", "compile_time_s", "wall_time_s")}
 
 
@@ -111,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--chunk-size", type=int, default=20)
+    parser.add_argument("--sweeps", type=int, default=8, help="K of the vmapped contender")
     parser.add_argument("--out", help="also write the JSON record here")
     args = parser.parse_args(argv)
 
@@ -127,16 +141,21 @@ def main(argv: list[str] | None = None) -> int:
     loop_compile = time.perf_counter() - started
     compile_single = finder(params, data, args.steps, False, args.chunk_size)["compile_time_s"]
     compile_chunked = finder(params, data, args.steps, True, args.chunk_size)["compile_time_s"]
+    vmapped = f"lr_find_k{args.sweeps}_per_sweep"
+    compile_vmapped = finder(params, data, args.steps, False, args.chunk_size,
+                             args.sweeps)["compile_time_s"]
 
-    times: dict[str, list[float]] = {"python_loop": [], "lr_find_single": [],
-                                     "lr_find_chunked": []}
-    walls: dict[str, list[float]] = {"lr_find_single": [], "lr_find_chunked": []}
+    # (name, progress, sweeps); the run time is divided by steps * sweeps.
+    contenders = (("lr_find_single", False, 1), ("lr_find_chunked", True, 1),
+                  (vmapped, False, args.sweeps))
+    times: dict[str, list[float]] = {"python_loop": [], **{c[0]: [] for c in contenders}}
+    walls: dict[str, list[float]] = {c[0]: [] for c in contenders}
     for _ in range(args.rounds):
         times["python_loop"].append(python_loop(params, data, args.steps))
-        for name, progress in (("lr_find_single", False), ("lr_find_chunked", True)):
-            facts = finder(params, data, args.steps, progress, args.chunk_size)
-            times[name].append(facts["run_time_s"])
-            walls[name].append(facts["wall_time_s"])
+        for name, progress, sweeps in contenders:
+            facts = finder(params, data, args.steps, progress, args.chunk_size, sweeps)
+            times[name].append(facts["run_time_s"] / sweeps)
+            walls[name].append(facts["wall_time_s"] / sweeps)
 
     per_step_ms = {name: 1e3 * statistics.median(t) / args.steps for name, t in times.items()}
     record = {
@@ -145,11 +164,14 @@ def main(argv: list[str] | None = None) -> int:
         "steps": args.steps,
         "rounds": args.rounds,
         "chunk_size": args.chunk_size,
+        "sweeps": args.sweeps,
         "per_step_ms": per_step_ms,
         "speedup_vs_python_loop": {
-            name: per_step_ms["python_loop"] / per_step_ms[name]
-            for name in ("lr_find_single", "lr_find_chunked")
+            name: per_step_ms["python_loop"] / per_step_ms[name] for name, *_ in contenders
         },
+        # > 1: K vmapped sweeps cost less than K single sweeps one after another.
+        "vmapped_speedup_vs_k_single_sweeps": per_step_ms["lr_find_single"]
+        / per_step_ms[vmapped],
         "lr_find_wall_per_step_ms": {
             name: 1e3 * statistics.median(t) / args.steps for name, t in walls.items()
         },
@@ -158,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             "lr_find_first_call": compile_single,
             # 0 when the chunked mode reuses the single-call program (same shapes).
             "lr_find_chunked_after_single": compile_chunked,
+            f"lr_find_k{args.sweeps}_first_call": compile_vmapped,
         },
         "raw_seconds": times,
         "machine": machine_facts(("numpy", "jax", "jaxlib", "optax", "flax")),
@@ -165,13 +188,16 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(record, indent=1))
     print()
-    print(f"| contender | ms/step (median of {args.rounds}) | speed-up vs Python loop |")
+    print(f"| contender | ms/step, per sweep (median of {args.rounds}) | speed-up vs Python loop |")
     print("|---|---|---|")
     for name, value in per_step_ms.items():
         print(f"| {name} | {value:.3f} | {per_step_ms['python_loop'] / value:.2f}x |")
     print()
     print(f"compile (s): lr_find {compile_single:.2f} (chunked mode after it: "
-          f"{compile_chunked:.2f}, same program); the Python loop's step {loop_compile:.2f}")
+          f"{compile_chunked:.2f}, same program), K={args.sweeps} vmapped "
+          f"{compile_vmapped:.2f}; the Python loop's step {loop_compile:.2f}")
+    print(f"{args.sweeps} vmapped sweeps vs {args.sweeps} single sweeps in a row: "
+          f"{record['vmapped_speedup_vs_k_single_sweeps']:.2f}x")
     if args.out:
         Path(args.out).write_text(json.dumps(record, indent=1), encoding="utf-8")
     return 0

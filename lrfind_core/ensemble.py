@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from lrfind_core.serialization import decode_floats, encode_floats
+from lrfind_core.smoothing import ewa_smooth
+from lrfind_core.stopping import find_stop
 
 
 def pad_curves(curves: list[np.ndarray], length: int) -> np.ndarray:
@@ -136,37 +138,53 @@ def end_losses(run_losses: np.ndarray, average_last: int) -> np.ndarray:
     return np.where(np.all(np.isfinite(losses), axis=1), scores, np.inf)
 
 
+def score_stop(scores: np.ndarray, config: Any) -> int | None:
+    """Index of the run whose score fires the stop rule (runs in increasing LR order).
+
+    The same smoothing and rule as a sweep's curve (``config.beta``, ``debias``,
+    ``diverge_factor``; independent mode defaults to no smoothing). None if none fires.
+    """
+    smoothed = ewa_smooth(scores, config.beta, config.debias)
+    stop, _ = find_stop(scores, smoothed, diverge_factor=config.diverge_factor)
+    return stop
+
+
 @dataclass(eq=False)
 class IndependentRuns:
     """Every short run of an independent-mode range test.
 
     Attributes:
       run_losses: (K, M, n) raw losses: curve k (data order), grid LR m, step i.
-        Runs not made (LRs above a curve's stop) are NaN.
+        Runs above a curve's stop are NaN.
       average_last: how many final steps score a run.
+      made: per curve, the runs kept (up to and including its stop).
     """
 
     run_losses: np.ndarray
     average_last: int
+    made: list[int]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready plain data."""
         return {
             "run_losses": [[encode_floats(run) for run in curve] for curve in self.run_losses],
             "average_last": self.average_last,
+            "made": self.made,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> IndependentRuns:
         """Inverse of :meth:`to_dict`."""
         runs = np.array([[decode_floats(run) for run in curve] for curve in data["run_losses"]])
-        return cls(run_losses=runs, average_last=int(data["average_last"]))
+        return cls(
+            run_losses=runs, average_last=int(data["average_last"]), made=list(data["made"])
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, IndependentRuns):
             return NotImplemented
-        return self.average_last == other.average_last and np.array_equal(
-            self.run_losses, other.run_losses, equal_nan=True
+        return (self.average_last, self.made) == (other.average_last, other.made) and (
+            np.array_equal(self.run_losses, other.run_losses, equal_nan=True)
         )
 
     __hash__ = None  # type: ignore[assignment]

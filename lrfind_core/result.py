@@ -18,6 +18,7 @@ from lrfind_core.ensemble import (
     end_losses,
     median_curve,
     pad_curves,
+    score_stop,
 )
 from lrfind_core.schedule_aware import FOR_SCHEDULES, curve_kind, for_schedule
 from lrfind_core.serialization import (
@@ -190,14 +191,15 @@ class LRFindResult:
     ) -> LRFindResult:
         """Aggregate K recorded curves of the same LRs into one result.
 
-        Each curve (raw losses of the first ``len(curve)`` LRs of ``lrs``) is
-        judged on its own; the result's curve is their median
+        Each curve (raw losses of the first ``len(curve)`` LRs of ``lrs``; empty
+        curves are left out) is judged on its own; the result's curve is their median
         (:func:`~lrfind_core.ensemble.median_curve`), judged like a single curve,
         and ``ensemble`` keeps the curves, their band and their suggestions.
         """
         lrs = np.asarray(lrs, dtype=np.float64)
+        sweeps = [curve for curve in sweeps if len(curve)]  # a curve that recorded nothing
         if not sweeps:
-            raise ValueError("from_sweeps needs at least one curve")
+            raise ValueError("from_sweeps needs at least one curve with a recorded step")
         singles = [
             cls.from_curve(lrs[: len(curve)], curve, config=config, planned_points=planned_points)
             for curve in sweeps
@@ -248,31 +250,40 @@ class LRFindResult:
         run_losses: Any,
         *,
         config: FinderConfig,
+        made: list[int] | None = None,
         meta: dict[str, Any] | None = None,
     ) -> LRFindResult:
         """A result from independent runs: ``run_losses[k, m, i]`` is the raw loss of
-        step i of the run at ``lrs[m]`` in curve k (NaN for runs not made).
+        step i of the run at ``lrs[m]`` in curve k.
 
-        Each run is scored by :func:`~lrfind_core.ensemble.end_losses`; each curve
-        of scores ends at its first run not made. Curves are aggregated as in
-        :meth:`from_sweeps`.
+        ``made[k]`` is how many runs of curve k were made, in increasing LR order
+        (default: all). Each run is scored by :func:`~lrfind_core.ensemble.end_losses`;
+        a curve of scores ends where the stop rule fires on it, and the runs above
+        are kept as NaN in ``result.runs`` (a backend that made them anyway gives the
+        same result as one that stopped). Curves are aggregated as in :meth:`from_sweeps`.
         """
-        runs = np.asarray(run_losses, dtype=np.float64)
+        runs = np.array(run_losses, dtype=np.float64)
         if runs.ndim != 3 or runs.shape[1] != len(lrs):
             raise ValueError(
                 f"run_losses must have shape (curves, {len(lrs)} LRs, steps), got {runs.shape}"
             )
-        curves = []
-        for curve in runs:
-            made = ~np.all(np.isnan(curve), axis=1)
-            count = int(np.argmin(made)) if not np.all(made) else len(made)
-            curves.append(end_losses(curve[:count], config.average_last))
+        made = [runs.shape[1]] * runs.shape[0] if made is None else [int(m) for m in made]
+        if len(made) != runs.shape[0] or not all(0 <= m <= runs.shape[1] for m in made):
+            raise ValueError(f"made must give 0..{runs.shape[1]} runs per curve, got {made}")
+        curves, kept = [], []
+        for curve, count in zip(runs, made, strict=True):
+            scores = end_losses(curve[:count], config.average_last)
+            stop = score_stop(scores, config)
+            keep = count if stop is None else stop + 1
+            curve[keep:] = np.nan
+            curves.append(scores[:keep])
+            kept.append(keep)
         return cls.from_sweeps(
             lrs,
             curves,
             config=config,
             meta=meta,
-            runs=IndependentRuns(run_losses=runs, average_last=config.average_last),
+            runs=IndependentRuns(run_losses=runs, average_last=config.average_last, made=kept),
         )
 
     def suggest(self, method: str | None = None, for_schedule: str | None = None) -> Suggestion:

@@ -2,8 +2,10 @@
 
 ``lr_find(loss_fn, params, optimizer, train_data)`` runs the whole sweep inside
 one ``jax.jit``-compiled loop and returns :class:`lrfind_core.LRFindResult`, the
-same result the torch backend returns. :func:`lr_find_nnx` and
-:func:`lr_find_linen` adapt Flax models (Flax is imported only when used).
+same result the torch backend returns; ``num_sweeps=K`` and
+``mode="independent"`` run K sweeps or the independent runs as one ``jax.vmap``-ed
+program. :func:`lr_find_nnx` and :func:`lr_find_linen` adapt Flax models (Flax is
+imported only when used).
 """
 
 from lrfind_jax.finder import DEFAULT_CHUNK_SIZE, lr_find

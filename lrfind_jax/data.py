@@ -14,7 +14,10 @@ The rule (by the type of ``train_data``):
   equal size and transferred one chunk at a time (the next chunk is stacked
   while the device runs the current one, so up to one chunk more than the sweep
   uses may be drawn). A re-iterable that runs out is cycled with a warning; a
-  one-shot iterator that runs out ends the sweep.
+  one-shot iterator that runs out ends the sweep. With ``num_sweeps > 1`` or
+  ``mode="independent"`` every batch the runs read (``K * num_steps * k`` or
+  ``K * steps_per_lr * k``) is pulled and stacked on the device up front, so the
+  vmapped runs need no host work.
 
 Every batch must have the same structure, shapes and dtypes.
 """

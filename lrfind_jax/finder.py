@@ -10,6 +10,13 @@ an early-exit hint: if it fired where the float64 rule did not (rounding at the
 boundary), the loop resumes where it stopped. The result is always
 :meth:`lrfind_core.LRFindResult.from_curve` of the float64 schedule and the raw
 losses, so it comes from the same code as the torch backend's.
+
+Repeated sweeps (``num_sweeps=K``) and independent runs (``mode="independent"``)
+run the same loop ``jax.vmap``-ed over R copies of the carry, as one compiled
+program (:mod:`lrfind_jax.ensemble`); the host applies the same float64 rule
+to every run and builds the result with
+:meth:`~lrfind_core.LRFindResult.from_sweeps` or
+:meth:`~lrfind_core.LRFindResult.from_runs`.
 """
 
 from __future__ import annotations
@@ -46,13 +53,23 @@ from lrfind_jax.checks import (
     check_rng,
 )
 from lrfind_jax.data import BatchSequence, batch_example, is_stacked, stacked_data
+from lrfind_jax.ensemble import (
+    curve_keys,
+    independent_plan,
+    run_all,
+    run_inputs,
+    start_runs,
+    sweeps_plan,
+)
 from lrfind_jax.injection import (
+    LrGroup,
     check_multi_steps_placement,
     find_lr_groups,
     lr_tables,
     prepare_optimizer,
 )
 from lrfind_jax.sweep import (
+    Program,
     SweepCarry,
     SweepInputs,
     SweepSpec,
@@ -97,6 +114,10 @@ def lr_find(
     accumulation_steps: int | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: bool = True,
+    num_sweeps: int | None = None,
+    mode: str | None = None,
+    steps_per_lr: int | None = None,
+    average_last: int | None = None,
 ) -> LRFindResult:
     """Run the LR range test on a JAX model and return the curve and suggestions.
 
@@ -156,15 +177,43 @@ def lr_find(
         transferred chunk of a sequence of batches).
       progress: show a tqdm progress bar, updated once per chunk. ``False`` runs
         stacked data in a single call (the fastest).
+      num_sweeps: record K sweeps (default 1) as one compiled program: the loop
+        ``jax.vmap``-ed over K copies of the initial params, optimizer and model
+        state, all K in one ``lax.while_loop`` (finished sweeps stay frozen while
+        others run). Sweep k reads the next batches, micro-batch ``m`` at data
+        index ``(m + k * num_steps * k_acc) % len(data)`` (sweep 0 reads what a
+        single sweep reads), and uses ``jax.random.fold_in(rng, k)`` as its base
+        key for k > 0 (sweep 0: ``rng`` itself); typed PRNG keys in
+        ``model_state`` (nnx RNG streams) are folded with k the same way. Each
+        sweep stops on its own (float64 host rule). The result is the median
+        curve, with every sweep, the interquartile band and each sweep's
+        suggestions in ``result.ensemble``. Sweep 0 equals a single sweep up to
+        float32 rounding (the vmapped program may fuse some ops differently).
+        Memory: K copies of params and optimizer state; a sequence of batches is
+        pulled and stacked up front, ``K * num_steps * k_acc`` batches on the device.
+      mode: ``"sweep"`` (default, the classic range test) or ``"independent"``:
+        for each LR of a grid of ``num_steps`` LRs (default 24, no smoothing nor
+        trimming), train ``steps_per_lr`` updates (20) at that constant LR from the
+        initial state, every run on the same first ``steps_per_lr * k_acc``
+        batches with the same per-step keys (curve k of ``num_sweeps`` on the next
+        block, with key ``fold_in(rng, k)``), and score it by the mean loss of its
+        last ``average_last`` updates (5). All ``num_sweeps * num_steps`` runs are
+        one vmapped program (as many copies of the state in memory); runs above the
+        first LR where the core's stop rule fires on the scores are NaN, as the
+        torch backend never makes them. Only a non-finite loss ends a run early.
+      steps_per_lr, average_last: see ``mode`` (independent mode only).
 
     Returns:
       An :class:`lrfind_core.LRFindResult`. ``result.lrs`` are the float64
       schedule values of the reference group. ``result.meta`` holds
       ``compile_time_s`` (0 when the compiled sweep was reused), ``run_time_s``,
-      ``wall_time_s``, the device, the versions and the run facts.
+      ``wall_time_s``, the device, the versions and the run facts: ``loop``
+      (``"single"`` or ``"chunked"``), ``program_calls``, ``num_steps_run`` (updates
+      run, all runs together), ``mode``, ``num_sweeps`` and ``vmapped_runs``.
 
-    A second call with the same functions, optimizer object and shapes reuses the
-    compiled program (pass the same ``loss_fn`` and ``optimizer`` objects).
+    A second call with the same functions, optimizer object, shapes, ``num_sweeps``
+    and mode reuses the compiled program (pass the same ``loss_fn`` and
+    ``optimizer`` objects); the LR range is data, not part of the program.
 
     Example::
 
@@ -184,38 +233,121 @@ def lr_find(
         diverge_factor=diverge_factor,
         methods=methods,
         default_method=method,
+        num_sweeps=num_sweeps,
+        mode=mode,
+        steps_per_lr=steps_per_lr,
+        average_last=average_last,
     )
     accumulation_steps = check_optional_int("accumulation_steps", accumulation_steps, minimum=1)
     chunk_size = check_int("chunk_size", chunk_size, minimum=1)
     check_bool("progress", progress)
     rng = check_rng(rng)
-    stateful = model_state is not None or rng is not None
     check_params(params)
     prepared = prepare_optimizer(optimizer, accumulation_steps)
-    transformation, k = prepared.transformation, prepared.accumulation_steps
     if opt_state is None:
-        opt_state = transformation.init(params)
+        opt_state = prepared.transformation.init(params)
     else:
-        check_opt_state(transformation, params, opt_state)
+        check_opt_state(prepared.transformation, params, opt_state)
     check_multi_steps_placement(opt_state, prepared)
-    groups = find_lr_groups(opt_state)
-    schedule64 = config.learning_rates()
-    tables = tuple(jnp.asarray(table) for table in lr_tables(schedule64, groups))
-    total = config.num_steps
-
-    sequence: BatchSequence | None = None
+    setup = _Setup(
+        config=config,
+        loss_fn=loss_fn,
+        stateful=model_state is not None or rng is not None,
+        params=params,
+        opt_state=opt_state,
+        model_state=model_state,
+        rng=rng,
+        transformation=prepared.transformation,
+        accumulation_steps=prepared.accumulation_steps,
+        groups=find_lr_groups(opt_state),
+        chunk_size=chunk_size,
+        progress=progress,
+        started=started,
+    )
     notices: list[str] = []
+    if config.mode == "sweep" and config.num_sweeps == 1:
+        result = _one_sweep(setup, train_data, notices)
+    else:
+        result = _vmapped_runs(setup, train_data, notices)
+    for message in notices:
+        warnings.warn(message, stacklevel=2)
+    return result
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What every mode shares: the config, the user's loss and state, the optimizer."""
+
+    config: FinderConfig
+    loss_fn: Callable[..., Any]
+    stateful: bool
+    params: Any
+    opt_state: Any
+    model_state: Any
+    rng: Any
+    transformation: Any
+    accumulation_steps: int
+    groups: tuple[LrGroup, ...]
+    chunk_size: int
+    progress: bool
+    started: float
+
+    def spec(self, monitor: MonitorSettings) -> SweepSpec:
+        """The static part of the compiled loop, with this stop rule."""
+        return SweepSpec(
+            loss_fn=self.loss_fn,
+            stateful=self.stateful,
+            transformation=self.transformation,
+            lr_leaves=tuple(group.leaf_index for group in self.groups),
+            accumulation_steps=self.accumulation_steps,
+            monitor=monitor,
+        )
+
+    def loss_dtype(self, program: Program | None, data: Any) -> Any:
+        """The dtype the loop records losses in (at least float32)."""
+        if program is not None:
+            return program.loss_dtype
+        dtype = check_loss_output(self.loss_fn, self.stateful, self.params, self.model_state,
+                                  batch_example(data), self.rng)
+        return jnp.promote_types(dtype, jnp.float32)
+
+    def meta(self, program: Program, loss_dtype: Any, **facts: Any) -> dict[str, Any]:
+        """``result.meta``: the run ``facts`` with what every mode records."""
+        return {
+            "backend": "jax",
+            "versions": package_versions(("jax", "jaxlib", "optax", "flax", "numpy")),
+            "device": _device_of(self.params),
+            **facts,
+            "accumulation_steps": self.accumulation_steps,
+            "mode": self.config.mode,
+            "num_sweeps": self.config.num_sweeps,
+            "loss_dtype": str(np.dtype(loss_dtype)),
+            "lr_groups": [
+                {"path": group.path, "base_lr": group.base_lr, "dtype": str(group.dtype)}
+                for group in self.groups
+            ],
+            "compiled": not program.cached,
+            "compile_time_s": program.compile_time_s,
+        }
+
+
+def _one_sweep(setup: _Setup, train_data: Any, notices: list[str]) -> LRFindResult:
+    """One classic sweep: one compiled loop, called once or once per chunk."""
+    config, k, chunk_size = setup.config, setup.accumulation_steps, setup.chunk_size
+    schedule64 = config.learning_rates()
+    tables = tuple(jnp.asarray(table) for table in lr_tables(schedule64, setup.groups))
+    total = config.num_steps
+    sequence: BatchSequence | None = None
     first_end = total
     if is_stacked(train_data):
         data = stacked_data(train_data).arrays
         length = jax.tree_util.tree_leaves(data)[0].shape[0]
         if length < total * k:
-            warnings.warn(
+            notices.append(
                 f"train_data holds {length} batches, fewer than the sweep's "
-                f"{total * k}; cycling through them",
-                stacklevel=2,
+                f"{total * k}; cycling through them"
             )
-        chunked = progress
+        chunked = setup.progress
         data_source = "stacked"
     else:
         sequence = BatchSequence(train_data, chunk_size * k, notices=notices)
@@ -230,53 +362,31 @@ def lr_find(
         data_source = "sequence"
     steps_per_call = chunk_size if chunked else total
 
-    spec = SweepSpec(
-        loss_fn=loss_fn,
-        stateful=stateful,
-        transformation=transformation,
-        lr_leaves=tuple(group.leaf_index for group in groups),
-        accumulation_steps=k,
-        monitor=MonitorSettings(config.beta, config.debias, config.diverge_factor),
-    )
-    inputs = SweepInputs(data, tables, rng, np.int32(0), np.int32(first_end))
-    key = program_key(spec, (params, opt_state, model_state), inputs, total)
+    spec = setup.spec(MonitorSettings(config.beta, config.debias, config.diverge_factor))
+    inputs = SweepInputs(data, tables, setup.rng, np.int32(0), np.int32(first_end))
+    state = (setup.params, setup.opt_state, setup.model_state)
+    key = program_key(spec, state, inputs, total)
     program = cached_program(key)
-    if program is None:
-        loss_dtype = check_loss_output(
-            loss_fn, stateful, params, model_state, batch_example(data), rng
-        )
-        loss_dtype = jnp.promote_types(loss_dtype, jnp.float32)
-    else:
-        loss_dtype = program.loss_dtype
-    carry = initial_carry(params, opt_state, model_state, total, loss_dtype)
+    loss_dtype = setup.loss_dtype(program, data)
+    carry = initial_carry(*state, total, loss_dtype)
     if program is None:
         program = compile_program(spec, carry, inputs, key)
 
     loop = _run(program.run, carry, inputs, sequence, config, chunk_size, steps_per_call, k,
-                progress, notices)
-    for message in notices:
-        warnings.warn(message, stacklevel=2)
-    meta = {
-        "backend": "jax",
-        "versions": package_versions(("jax", "jaxlib", "optax", "flax", "numpy")),
-        "device": _device_of(params),
-        "loop": "chunked" if chunked else "single",
-        "chunk_size": steps_per_call,
-        "data": data_source,
-        "accumulation_steps": k,
-        "num_steps_run": len(loop.losses),
-        "program_calls": loop.calls,
-        "in_loop_resumes": loop.resumes,
-        "loss_dtype": str(np.dtype(loss_dtype)),
-        "lr_groups": [
-            {"path": group.path, "base_lr": group.base_lr, "dtype": str(group.dtype)}
-            for group in groups
-        ],
-        "compiled": not program.cached,
-        "compile_time_s": program.compile_time_s,
-        "run_time_s": loop.run_time_s,
-        "wall_time_s": time.perf_counter() - started,
-    }
+                setup.progress, notices)
+    meta = setup.meta(
+        program,
+        loss_dtype,
+        loop="chunked" if chunked else "single",
+        chunk_size=steps_per_call,
+        data=data_source,
+        num_steps_run=len(loop.losses),
+        program_calls=loop.calls,
+        in_loop_resumes=loop.resumes,
+        vmapped_runs=1,
+        run_time_s=loop.run_time_s,
+        wall_time_s=time.perf_counter() - setup.started,
+    )
     return LRFindResult.from_curve(
         schedule64[: len(loop.losses)],
         np.asarray(loop.losses, dtype=np.float64),
@@ -284,6 +394,100 @@ def lr_find(
         end_reason=loop.end_reason,
         meta=meta,
     )
+
+
+def _all_batches(
+    train_data: Any, needed: int, what: str, notices: list[str]
+) -> tuple[Any, int, int | None, str]:
+    """Every micro-batch the runs read, stacked on the device.
+
+    Returns the data, its length, how many batches a one-shot iterator yielded
+    when it ran out before ``needed`` (else None) and the kind of data.
+    """
+    if is_stacked(train_data):
+        stacked = stacked_data(train_data)
+        if stacked.length < needed:
+            notices.append(
+                f"train_data holds {stacked.length} batches, fewer than the {needed} that "
+                f"{what} read; cycling through them"
+            )
+        return stacked.arrays, stacked.length, None, "stacked"
+    # Pulled and stacked up front: no host work while the runs are on the device.
+    sequence = BatchSequence(train_data, needed, notices=notices)
+    data, count = sequence.next_chunk(needed)
+    return data, needed, count if count < needed else None, "sequence"
+
+
+def _vmapped_runs(setup: _Setup, train_data: Any, notices: list[str]) -> LRFindResult:
+    """K sweeps, or the independent runs, as one vmapped program (:mod:`lrfind_jax.ensemble`)."""
+    config, k = setup.config, setup.accumulation_steps
+    independent = config.mode == "independent"
+    sweeps = config.num_sweeps
+    steps = config.steps_per_lr if independent else config.num_steps
+    needed = sweeps * steps * k
+    what = (f"{sweeps} curve(s) of independent runs of {steps} steps" if independent
+            else f"{sweeps} sweeps of {steps} steps")
+    data, length, available, data_source = _all_batches(train_data, needed, what, notices)
+    if independent:
+        if available is not None:
+            raise ValueError(
+                f"train_data ran out after {available} batches; mode='independent' reads "
+                f"{needed} ({what}, {k} micro-batch(es) each). Pass more data or a "
+                "re-iterable, which is cycled"
+            )
+        plan = independent_plan(config, setup.groups, k)
+    else:
+        plan = sweeps_plan(config, setup.groups, k, available)
+        if np.any(plan.limits == 0):
+            raise ValueError(
+                f"train_data ran out after {available} batches: sweep "
+                f"{int(np.argmin(plan.limits))} of {sweeps} gets none (sweep c reads batches "
+                f"from c * {steps * k} on). Pass more data, a re-iterable (it is cycled) or "
+                "fewer sweeps"
+            )
+    chunked = setup.progress
+    steps_per_call = setup.chunk_size if chunked else steps
+
+    spec = setup.spec(plan.monitor)
+    curves = jnp.asarray(plan.curves, jnp.int32)
+    rngs = None if setup.rng is None else curve_keys(setup.rng, curves)
+    inputs = run_inputs(data, length, plan, rngs)
+    state = (setup.params, setup.opt_state, setup.model_state)
+    key = program_key(spec, state, inputs, steps, plan.layout)
+    program = cached_program(key)
+    loss_dtype = setup.loss_dtype(program, data)
+    carry = start_runs(*state, curves, num_steps=steps, loss_dtype=np.dtype(loss_dtype))
+    if program is None:
+        program = compile_program(spec, carry, inputs, key, plan.layout)
+
+    loop = run_all(program.run, carry, inputs, plan, steps_per_call, setup.progress)
+    end_reason = None
+    short = np.flatnonzero((loop.stops < 0) & (loop.steps < steps))
+    if len(short):
+        end_reason = exhausted_reason(int(loop.steps[short[0]]))
+        notices.append(
+            f"train_data ran out after {available} batches; sweep(s) {short.tolist()} ended "
+            f"after {loop.steps[short].tolist()} of {steps} steps"
+        )
+    meta = setup.meta(
+        program,
+        loss_dtype,
+        loop="chunked" if chunked else "single",
+        chunk_size=steps_per_call,
+        data=data_source,
+        num_steps_run=int(loop.steps.sum()),
+        program_calls=loop.calls,
+        in_loop_resumes=loop.resumes,
+        vmapped_runs=len(plan.curves),
+        run_time_s=loop.run_time_s,
+        wall_time_s=time.perf_counter() - setup.started,
+    )
+    if independent:
+        runs = loop.losses.reshape(sweeps, config.num_steps, steps)
+        return LRFindResult.from_runs(config.learning_rates(), runs,
+                                      config=config, meta=meta)
+    return LRFindResult.from_sweeps(config.learning_rates(), loop.curves(), config=config,
+                                    end_reason=end_reason, meta=meta)
 
 
 @dataclass

@@ -88,7 +88,10 @@ def lr_find_nnx(
         and ``use_running_average=False`` wherever a submodule has them), without
         changing ``model``; False runs the module as it is configured.
       **options: keyword options of :func:`lrfind_jax.lr_find` (``num_steps``,
-        ``start_lr``, ``accumulation_steps``, ``progress``...).
+        ``start_lr``, ``accumulation_steps``, ``progress``, ``num_sweeps``,
+        ``mode``, ``steps_per_lr``, ``average_last``...). With ``num_sweeps=K``,
+        sweep k > 0 folds k into the module's RNG keys (its own dropout masks);
+        in independent mode every run of a curve sees the same masks.
 
     Returns:
       An :class:`lrfind_core.LRFindResult`.
@@ -190,7 +193,9 @@ def lr_find_linen(
       mutable: collections the model updates in training (only those present in
         ``variables`` are used; none: ``apply_fn`` is called without ``mutable``).
       rng_streams: names of the RNG streams to feed.
-      **options: keyword options of :func:`lrfind_jax.lr_find`.
+      **options: keyword options of :func:`lrfind_jax.lr_find` (``num_steps``,
+        ``num_sweeps``, ``mode``, ``progress``...); sweep k > 0 of ``num_sweeps``
+        uses the key ``jax.random.fold_in(rng, k)``.
 
     Returns:
       An :class:`lrfind_core.LRFindResult`.

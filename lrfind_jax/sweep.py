@@ -8,8 +8,8 @@ in a ``lax.while_loop`` from ``carry.step`` until ``inputs.end`` or until the
 monitor's stop code is nonzero. The same compiled program therefore serves a
 whole sweep in one call, a chunk of it (for a progress bar, or for streamed data),
 and a resume after the host's float64 check disagreed with the in-loop float32
-hint. Nothing in it touches the host, so K sweeps can later be ``jax.vmap``-ed
-over the carry, the key and the data order.
+hint. Nothing in it touches the host, so :func:`vmapped_loop` runs R copies of it
+(K repeated sweeps, or the independent runs) as one program with ``jax.vmap``.
 
 Indices: update ``i`` uses micro-batches ``m = i * k + j`` (``j < k``); micro-batch
 ``m`` reads ``data[(m - inputs.data_offset) % len(data)]`` and, in the stateful
@@ -178,6 +178,33 @@ def sweep_loop(spec: SweepSpec, carry: SweepCarry, inputs: SweepInputs) -> Sweep
     return lax.while_loop(running, lambda c: sweep_update(spec, c, inputs), carry)
 
 
+LAYOUTS = ("single", "sweeps", "runs")
+"""What a compiled program runs: one sweep (:func:`sweep_loop`), K sweeps over the
+same LR tables, or independent runs, each with its own LR tables
+(:func:`vmapped_loop`)."""
+
+
+def vmapped_loop(
+    spec: SweepSpec, batched_lrs: bool, carry: SweepCarry, inputs: SweepInputs
+) -> SweepCarry:
+    """:func:`sweep_loop` for R runs at once, as ``jax.vmap`` over a leading run axis.
+
+    The carry and ``inputs.rng``, ``inputs.data_offset`` and ``inputs.end`` have
+    the run axis (``inputs.lrs`` too when ``batched_lrs``); the data is shared.
+    The vmapped ``lax.while_loop`` steps while any run is running and leaves the
+    finished ones unchanged, so every run stops where it alone would have.
+    """
+    axes = SweepInputs(data=None, lrs=0 if batched_lrs else None, rng=0, data_offset=0, end=0)
+    return jax.vmap(functools.partial(sweep_loop, spec), in_axes=(0, axes))(carry, inputs)
+
+
+def loop_function(spec: SweepSpec, layout: str) -> Callable[[SweepCarry, SweepInputs], Any]:
+    """The pure ``(carry, inputs) -> carry`` of a layout (one of :data:`LAYOUTS`)."""
+    if layout == "single":
+        return functools.partial(sweep_loop, spec)
+    return functools.partial(vmapped_loop, spec, layout == "runs")
+
+
 def fresh_copy(tree: Any) -> Any:
     """``tree`` with every array copied into a new device buffer (never an alias of
     the caller's arrays, so the copy may be donated). One batched transfer, no
@@ -217,8 +244,8 @@ _programs_lock = threading.Lock()
 
 @dataclass(frozen=True)
 class Program:
-    """A compiled :func:`sweep_loop`, ``run(carry, inputs) -> carry`` (the carry is
-    donated), with the loss dtype its carry records and what compiling cost."""
+    """A compiled loop (:func:`loop_function`), ``run(carry, inputs) -> carry`` (the
+    carry is donated), with the loss dtype its carry records and what compiling cost."""
 
     run: Callable[[SweepCarry, SweepInputs], SweepCarry]
     loss_dtype: Any
@@ -240,11 +267,15 @@ def _signature(tree: Any) -> Any:
 
 
 def program_key(
-    spec: SweepSpec, state: tuple[Any, Any, Any], inputs: SweepInputs, num_steps: int
+    spec: SweepSpec,
+    state: tuple[Any, Any, Any],
+    inputs: SweepInputs,
+    num_steps: int,
+    layout: str = "single",
 ) -> Any:
     """The cache key of a sweep, or None when something in it is unhashable."""
     try:
-        key = (spec, _signature(state), _signature(inputs), num_steps)
+        key = (spec, _signature(state), _signature(inputs), num_steps, layout)
         hash(key)
     except TypeError:  # an unhashable loss_fn or optimizer: no reuse across calls
         logger.debug("lr_find: unhashable sweep settings; the program is not cached")
@@ -265,14 +296,14 @@ def cached_program(key: Any) -> Program | None:
 
 
 def compile_program(
-    spec: SweepSpec, carry: SweepCarry, inputs: SweepInputs, key: Any
+    spec: SweepSpec, carry: SweepCarry, inputs: SweepInputs, key: Any, layout: str = "single"
 ) -> Program:
-    """Trace, lower and compile :func:`sweep_loop` for these arguments; cache it."""
+    """Trace, lower and compile the ``layout``'s loop for these arguments; cache it."""
     started = time.perf_counter()
-    jitted = jax.jit(functools.partial(sweep_loop, spec), donate_argnums=0)
+    jitted = jax.jit(loop_function(spec, layout), donate_argnums=0)
     executable = jitted.lower(carry, inputs).compile()
     compile_time = time.perf_counter() - started
-    logger.info("lr_find: compiled the sweep in %.2f s", compile_time)
+    logger.info("lr_find: compiled the %s program in %.2f s", layout, compile_time)
     program = Program(executable, carry.losses.dtype, compile_time, False)
     if key is not None:
         with _programs_lock:
@@ -289,6 +320,7 @@ def clear_program_cache() -> None:
 
 
 __all__ = [
+    "LAYOUTS",
     "Program",
     "SweepCarry",
     "SweepInputs",
@@ -298,8 +330,10 @@ __all__ = [
     "compile_program",
     "fresh_copy",
     "initial_carry",
+    "loop_function",
     "micro_loss",
     "program_key",
     "sweep_loop",
     "sweep_update",
+    "vmapped_loop",
 ]

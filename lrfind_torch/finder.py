@@ -13,10 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from lrfind_core import FinderConfig, LRFindResult, MonitorSettings, make_config
+from lrfind_core import FinderConfig, LRFindResult, make_config
 from lrfind_core.batch_source import BatchSource, DataExhausted, exhausted_reason
-from lrfind_core.ensemble import end_losses
-from lrfind_core.monitor import monitor_init, monitor_update
+from lrfind_core.ensemble import end_losses, score_stop
 from lrfind_core.schedules import group_learning_rates
 from lrfind_core.versions import package_versions
 from lrfind_torch.batches import move_to_device
@@ -305,7 +304,9 @@ def lr_find(
     if config.mode == "sweep" and not any(len(curve) for curve in curves):
         raise RuntimeError(f"lr_find recorded no step: {end_reason}")
     if config.mode == "independent":
-        result = LRFindResult.from_runs(config.learning_rates(), curves, config=config, meta=meta)
+        result = LRFindResult.from_runs(
+            config.learning_rates(), curves, config=config, made=facts["runs_made"], meta=meta
+        )
     else:
         curve_lrs = config.learning_rates()
         if val_data is not None:
@@ -418,12 +419,24 @@ def _sweeps(
     progress: bool,
     group: Any,
 ) -> tuple[list[list[float]], dict[str, Any]]:
-    """``config.num_sweeps`` classic sweeps from the same start, each on the next batches."""
+    """``config.num_sweeps`` classic sweeps from the same start.
+
+    Sweep k reads the data from batch ``k * num_steps * accumulation_steps`` on
+    (batches a shorter sweep left unread are skipped), as the JAX backend does.
+    """
     curves: list[list[float]] = []
     facts: dict[str, Any] = {"steps_run": 0, "skipped_steps": [], "end_reason": None}
+    per_sweep = config.num_steps * step.accumulation_steps
     for number, seed in enumerate(_curve_seeds(config.num_sweeps)):
         if number:
             _reseed(snapshot_state, seed)
+            try:
+                while step.batches.produced < number * per_sweep:
+                    next(step.batches)
+            except DataExhausted:
+                facts["end_reason"] = facts["end_reason"] or exhausted_reason(0)
+                curves.append([])
+                continue
         recorder, end_reason, sweep_facts = _sweep(
             step,
             config,
@@ -451,9 +464,10 @@ def _independent(
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """One short run per grid LR, each from the initial state on the same batches.
 
-    Runs go up the grid; once the core's stop rule fires on the runs' scores, the
-    higher LRs are not run. Returns ``run_losses`` (K, M, steps_per_lr), NaN for
-    runs not made.
+    Runs go up the grid; once the core's stop rule fires on the runs' scores
+    (:func:`lrfind_core.ensemble.score_stop`), the higher LRs are not run. Returns
+    ``run_losses`` (K, M, steps_per_lr), NaN for runs not made, and facts with the
+    runs made per curve.
     """
     from tqdm.auto import tqdm
 
@@ -461,8 +475,8 @@ def _independent(
     group_lrs = _group_lrs(step.optimizer, grid)
     groups = step.optimizer.param_groups
     steps, micro = config.steps_per_lr, config.steps_per_lr * step.accumulation_steps
-    settings = MonitorSettings(config.beta, config.debias, config.diverge_factor)
     runs = np.full((config.num_sweeps, len(grid), steps), np.nan)
+    made = [0] * config.num_sweeps
     source = step.batches
     bar = tqdm(
         total=runs.shape[0] * len(grid) * steps, desc="lr_find", disable=not progress, leave=False
@@ -470,7 +484,6 @@ def _independent(
     try:
         for curve, seed in enumerate(_curve_seeds(config.num_sweeps)):
             batches = [next(source) for _ in range(micro)]
-            monitor = monitor_init()
             for index in range(len(grid)):
                 if curve or index:
                     _reseed(snapshot_state, seed)
@@ -479,12 +492,12 @@ def _independent(
                 _set_lrs(groups, group_lrs[index])
                 losses = read_losses([step.run() for _ in range(steps)], group)
                 runs[curve, index] = losses
+                made[curve] = index + 1
                 bar.update(steps)
-                score = end_losses(runs[curve, index : index + 1], config.average_last)[0]
-                monitor, _, code = monitor_update(monitor, float(score), settings)
-                if code:
+                scores = end_losses(runs[curve, : index + 1], config.average_last)
+                if score_stop(scores, config) is not None:
                     break
     finally:
         step.batches = source
         bar.close()
-    return runs, {"steps_run": int(np.sum(~np.isnan(runs[..., 0]))) * steps}
+    return runs, {"steps_run": sum(made) * steps, "runs_made": made}

@@ -134,3 +134,37 @@ def test_plot_draws_the_band(tmp_path):
     assert "interquartile band of 3 sweeps" in labels
     assert any("sweeps spread" in label for label in labels)
     assert (tmp_path / "band.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_from_runs_cuts_the_runs_above_the_stop_like_a_backend_that_never_made_them():
+    config = make_config(mode="independent", num_steps=5, steps_per_lr=2, average_last=1)
+    scores = np.array([1.0, 0.5, 0.4, 3.0, 0.3])  # 3.0 > 4 * 0.4: the rule fires at run 3
+    runs = np.stack([np.ones(5), scores], axis=1)[None]
+    all_made = LRFindResult.from_runs(config.learning_rates(), runs, config=config)
+    assert all_made.stop_step == 3 and len(all_made.losses) == 4
+    np.testing.assert_array_equal(all_made.runs.run_losses[0, :4], runs[0, :4])
+    assert np.all(np.isnan(all_made.runs.run_losses[0, 4]))
+    assert all_made.runs.made == [4]
+    stopped = runs.copy()
+    stopped[0, 4] = np.nan
+    assert LRFindResult.from_runs(config.learning_rates(), stopped, config=config, made=[4]) == (
+        all_made
+    )
+
+
+def test_a_run_with_a_nan_loss_at_step_0_counts_as_made_and_diverged():
+    config = make_config(mode="independent", num_steps=4, steps_per_lr=2, average_last=1)
+    runs = np.array([[[2.0, 1.0], [np.nan, np.nan], [np.nan, np.nan], [np.nan, np.nan]]])
+    result = LRFindResult.from_runs(config.learning_rates(), runs, config=config, made=[2])
+    assert result.losses.tolist() == [1.0, np.inf]
+    assert (result.stop_step, result.stop_reason) == (1, "non-finite loss")
+    with pytest.raises(ValueError, match=r"made must give 0..4 runs per curve"):
+        LRFindResult.from_runs(config.learning_rates(), runs, config=config, made=[5])
+
+
+def test_from_sweeps_leaves_out_curves_that_recorded_nothing():
+    config = make_config(start_lr=LRS[0], end_lr=LRS[-1], num_steps=len(LRS), num_sweeps=3)
+    result = LRFindResult.from_sweeps(LRS, [bowl(0), [], bowl(2)], config=config)
+    assert result.ensemble.num_sweeps == 2
+    with pytest.raises(ValueError, match="at least one curve with a recorded step"):
+        LRFindResult.from_sweeps(LRS, [[], []], config=config)

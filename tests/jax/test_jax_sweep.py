@@ -325,8 +325,8 @@ def test_a_missed_in_loop_stop_is_caught_by_the_host(monkeypatch, params, data, 
 
 
 def test_sweep_loop_vmaps_over_keys(params, data):
-    """K sweeps in one program (a later feature) are not designed out: the loop is
-    pure and vmaps over the carry and the key."""
+    """The loop is pure and vmaps over the carry and the key (what num_sweeps and
+    mode="independent" build on, see test_jax_ensemble.py)."""
     from lrfind_core import MonitorSettings
     from lrfind_jax.injection import find_lr_groups, lr_tables
     from lrfind_jax.sweep import SweepInputs, SweepSpec, initial_carry, sweep_loop
