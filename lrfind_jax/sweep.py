@@ -273,9 +273,14 @@ def program_key(
     num_steps: int,
     layout: str = "single",
 ) -> Any:
-    """The cache key of a sweep, or None when something in it is unhashable."""
+    """The cache key of a sweep, or None when something in it is unhashable.
+
+    It includes the JAX settings that change the compiled code (matmul precision,
+    x64), since a cached executable bypasses ``jax.jit``'s own cache.
+    """
+    settings = (jax.config.jax_default_matmul_precision, jax.config.jax_enable_x64)
     try:
-        key = (spec, _signature(state), _signature(inputs), num_steps, layout)
+        key = (spec, _signature(state), _signature(inputs), num_steps, layout, settings)
         hash(key)
     except TypeError:  # an unhashable loss_fn or optimizer: no reuse across calls
         logger.debug("lr_find: unhashable sweep settings; the program is not cached")
