@@ -38,7 +38,6 @@ from parity_checks import (
 from lrfind_core import LRFindResult
 from lrfind_jax import lr_find
 from lrfind_jax.injection import find_lr_groups, lr_tables
-from lrfind_jax.sweep import clear_program_cache
 
 SUITE = cases()
 
