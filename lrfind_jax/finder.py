@@ -108,6 +108,7 @@ def lr_find(
     diverge_factor: float | None = None,
     methods: Sequence[str] | None = None,
     method: str | None = None,
+    for_schedule: str | None = None,
     model_state: Any = None,
     rng: Any = None,
     opt_state: Any = None,
@@ -162,7 +163,11 @@ def lr_find(
       preset: ``"lrfind"`` (default), ``"fastai"`` or ``"torch-lr-finder"``.
       beta: EWA smoothing weight of the past (default 0.98).
       diverge_factor: stop when the smoothed loss exceeds this times its best (4).
-      methods: suggestion methods to compute; ``method``: the default one.
+      methods: suggestion methods to compute; ``method``: the default one
+        (``"minimum"``).
+      for_schedule: what suggestions are for: ``"one_cycle"`` (default: a one-cycle
+        peak LR), ``"constant"``, or ``"curve"`` (as read off the curve); any
+        other is one call away, ``result.suggest(for_schedule=...)``.
       model_state: non-trained model state passed to and returned by ``loss_fn``
         (switches to the stateful form).
       rng: a PRNG key (``jax.random.key(0)``) for the per-step keys (switches to
@@ -233,6 +238,7 @@ def lr_find(
         diverge_factor=diverge_factor,
         methods=methods,
         default_method=method,
+        for_schedule=for_schedule,
         num_sweeps=num_sweeps,
         mode=mode,
         steps_per_lr=steps_per_lr,

@@ -81,6 +81,7 @@ def lr_find(
     diverge_factor: float | None = None,
     methods: Sequence[str] | None = None,
     method: str | None = None,
+    for_schedule: str | None = None,
     accumulation_steps: int = 1,
     autocast_dtype: torch.dtype | None = None,
     grad_scaler: Any = None,
@@ -125,7 +126,11 @@ def lr_find(
       preset: ``"lrfind"`` (default), ``"fastai"`` or ``"torch-lr-finder"``.
       beta: EWA smoothing weight of the past (default 0.98).
       diverge_factor: stop when the smoothed loss exceeds this times its best (4).
-      methods: suggestion methods to compute; ``method``: the default one.
+      methods: suggestion methods to compute; ``method``: the default one
+        (``"minimum"``).
+      for_schedule: what suggestions are for: ``"one_cycle"`` (default: a one-cycle
+        peak LR), ``"constant"``, or ``"curve"`` (as read off the curve); any
+        other is one call away, ``result.suggest(for_schedule=...)``.
       accumulation_steps: micro-batches per optimizer step; the LR advances per
         optimizer step and the recorded loss is the micro-batch mean.
       autocast_dtype: run forward passes under ``torch.autocast`` with this dtype.
@@ -185,6 +190,7 @@ def lr_find(
         diverge_factor=diverge_factor,
         methods=methods,
         default_method=method,
+        for_schedule=for_schedule,
         num_sweeps=num_sweeps,
         mode=mode,
         steps_per_lr=steps_per_lr,

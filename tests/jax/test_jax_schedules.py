@@ -20,3 +20,24 @@ def test_the_schedule_equals_optax_by_hand():
     values = [float(ours(step)) for step in range(61)]
     assert values == [float(theirs(step)) for step in range(61)]
     assert max(values) == np.float32(peak)
+
+
+def test_lr_find_suggests_for_the_schedule_it_is_asked_for():
+    import jax
+    import jax.numpy as jnp
+
+    from lrfind_jax import lr_find
+
+    def loss_fn(params, batch):
+        inputs, targets = batch
+        return jnp.mean((inputs @ params["w"] - targets) ** 2)
+
+    inputs = jax.random.normal(jax.random.key(0), (40, 16, 4))
+    data = (inputs, inputs @ jnp.arange(4.0))
+    params = {"w": jnp.zeros(4)}
+    options = {"num_steps": 40, "start_lr": 1e-4, "end_lr": 10.0, "progress": False}
+    constant = lr_find(loss_fn, params, optax.sgd, data, for_schedule="constant", **options)
+    default = lr_find(loss_fn, params, optax.sgd, data, **options)
+    assert (constant.config.for_schedule, default.config.for_schedule) == ("constant", "one_cycle")
+    np.testing.assert_array_equal(constant.losses, default.losses)
+    assert constant.suggestion == default.suggest(for_schedule="constant").lr

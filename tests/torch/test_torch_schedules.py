@@ -44,3 +44,33 @@ def test_the_scheduler_equals_onecycle_by_hand_and_keeps_group_ratios():
     assert ours == theirs
     assert max(lr[0] for lr in ours) == pytest.approx(peak)
     assert all(lr[1] == pytest.approx(lr[0] * 0.25) for lr in ours)
+
+
+def test_lr_find_suggests_for_the_schedule_it_is_asked_for():
+    from lrfind_torch import lr_find
+
+    torch.manual_seed(0)
+    data = [(torch.randn(16, 4), torch.randint(0, 2, (16,))) for _ in range(40)]
+
+    def run(**options):
+        torch.manual_seed(1)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        return lr_find(
+            model,
+            optimizer,
+            data,
+            loss_fn=torch.nn.functional.cross_entropy,
+            num_steps=40,
+            start_lr=1e-4,
+            end_lr=10.0,
+            progress=False,
+            **options,
+        )
+
+    constant, default = run(for_schedule="constant"), run()
+    assert constant.config.for_schedule == "constant"
+    assert default.config.for_schedule == "one_cycle"
+    np.testing.assert_array_equal(constant.losses, default.losses)
+    assert constant.suggestion == default.suggest(for_schedule="constant").lr
+    assert constant.suggestion < default.suggestion
