@@ -78,7 +78,8 @@ def plot_result(
             markersize=8,
             linestyle="none",
             color=f"C{number + 1}",
-            label=f"{name}: {detail.lr:.2e}"
+            label=f"{name}{' (default)' if name == result.config.default_method else ''}: "
+            f"{detail.lr:.2e}"
             + (
                 f" (sweeps spread {spread:.2f} decades)"
                 if ensemble is not None and (spread := ensemble.spread_decades(name)) is not None
@@ -99,7 +100,11 @@ def plot_result(
     if result.stop_step is not None:
         title += f" (stopped at step {result.stop_step}: {result.stop_reason})"
     ax.set_title(title)
-    ax.legend(loc="best", fontsize="small")
+    schedule = result.config.for_schedule
+    legend_title = {"one_cycle": "LRs for a one-cycle peak", "constant": "LRs for a constant LR"}
+    ax.legend(
+        loc="best", fontsize="small", title=legend_title.get(schedule), title_fontsize="small"
+    )
     if path is not None:
         ax.figure.savefig(path, dpi=120, bbox_inches="tight")
     return ax
