@@ -320,7 +320,9 @@ def test_plot_writes_a_png(tmp_path):
     assert labels[:2] == ["raw loss", "smoothed loss"]
     shown = [name for name, detail in result.suggestion_details.items() if detail.lr is not None]
     assert shown
-    assert [label.split(":")[0] for label in labels[2:]] == shown
+    expected = [f"{name} (default)" if name == "minimum" else name for name in shown]
+    assert [label.split(":")[0] for label in labels[2:]] == expected
+    assert ax.get_legend().get_title().get_text() == "LRs for a one-cycle peak"
     assert f"stopped at step {result.stop_step}" in ax.get_title()
 
 
@@ -336,7 +338,7 @@ def test_plot_on_given_axes_with_a_nan_stop(tmp_path):
     labels = [text.get_text() for text in ax.get_legend().get_texts()]
     assert labels[0] == "smoothed loss"
     assert len(labels) == 2
-    assert labels[1].startswith("minimum: ")
+    assert labels[1].startswith("minimum (default): ")
     low, high = ax.get_ylim()
     assert math.isfinite(low)
     assert math.isfinite(high)
