@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import platform
 
 
 def package_versions(names: tuple[str, ...]) -> dict[str, str]:
     """lrfind, Python and each installed package of ``names`` (missing ones are left out)."""
+    return dict(_versions(tuple(names)))
+
+
+@functools.cache
+def _versions(names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    # Reading package metadata costs about 0.5 ms: once per process is enough.
     from lrfind_core import __version__
 
     versions = {"lrfind": __version__, "python": platform.python_version()}
@@ -16,4 +23,4 @@ def package_versions(names: tuple[str, ...]) -> dict[str, str]:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             continue
-    return versions
+    return tuple(versions.items())

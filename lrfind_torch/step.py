@@ -29,6 +29,7 @@ class TrainStep:
     grad_scaler: Any
     max_grad_norm: float | None
     checked: bool = False
+    reshape: bool = False
 
     def forward_loss(self, batch: Any) -> torch.Tensor:
         """The loss of one batch already on the device, under autocast if set."""
@@ -43,7 +44,8 @@ class TrainStep:
         if not self.checked:
             check_loss(loss, self.loss_source)
             self.checked = True
-        return loss.reshape(())
+            self.reshape = loss.ndim != 0
+        return loss.reshape(()) if self.reshape else loss
 
     def run(self) -> torch.Tensor:
         """One optimizer step (``accumulation_steps`` micro-batches); the mean loss, detached."""
