@@ -40,7 +40,7 @@ from lrfind_core import (
     monitor_init,
     monitor_update,
 )
-from lrfind_core._checks import check_int
+from lrfind_core._checks import check_choice, check_int
 from lrfind_core.batch_source import exhausted_reason
 from lrfind_core.versions import package_versions
 from lrfind_jax.checks import (
@@ -69,11 +69,13 @@ from lrfind_jax.injection import (
     prepare_optimizer,
 )
 from lrfind_jax.sweep import (
+    EXECUTIONS,
     Program,
     SweepCarry,
     SweepInputs,
     SweepSpec,
     cached_program,
+    choose_execution,
     compile_program,
     initial_carry,
     program_key,
@@ -115,6 +117,7 @@ def lr_find(
     accumulation_steps: int | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: bool = True,
+    execution: str = "auto",
     num_sweeps: int | None = None,
     mode: str | None = None,
     steps_per_lr: int | None = None,
@@ -182,6 +185,12 @@ def lr_find(
         transferred chunk of a sequence of batches).
       progress: show a tqdm progress bar, updated once per chunk. ``False`` runs
         stacked data in a single call (the fastest).
+      execution: ``"while_loop"`` (all updates of a call in one compiled
+        ``lax.while_loop``), ``"per_step"`` (one compiled update dispatched per
+        step, asynchronously; the host still reads once per call), or ``"auto"``
+        (default): ``per_step`` for models with convolutions on the CPU, where
+        XLA compiles convolutions inside a loop into slow layouts
+        (jax-ml/jax#12868), else ``while_loop``. Results are the same.
       num_sweeps: record K sweeps (default 1) as one compiled program: the loop
         ``jax.vmap``-ed over K copies of the initial params, optimizer and model
         state, all K in one ``lax.while_loop`` (finished sweeps stay frozen while
@@ -247,6 +256,7 @@ def lr_find(
     accumulation_steps = check_optional_int("accumulation_steps", accumulation_steps, minimum=1)
     chunk_size = check_int("chunk_size", chunk_size, minimum=1)
     check_bool("progress", progress)
+    check_choice("execution", execution, ("auto", *EXECUTIONS))
     rng = check_rng(rng)
     check_params(params)
     prepared = prepare_optimizer(optimizer, accumulation_steps)
@@ -268,6 +278,7 @@ def lr_find(
         groups=find_lr_groups(opt_state),
         chunk_size=chunk_size,
         progress=progress,
+        execution=execution,
         started=started,
     )
     notices: list[str] = []
@@ -296,6 +307,7 @@ class _Setup:
     groups: tuple[LrGroup, ...]
     chunk_size: int
     progress: bool
+    execution: str
     started: float
 
     def spec(self, monitor: MonitorSettings) -> SweepSpec:
@@ -333,6 +345,7 @@ class _Setup:
                 for group in self.groups
             ],
             "compiled": not program.cached,
+            "execution": program.execution,
             "compile_time_s": program.compile_time_s,
         }
 
@@ -371,12 +384,13 @@ def _one_sweep(setup: _Setup, train_data: Any, notices: list[str]) -> LRFindResu
     spec = setup.spec(MonitorSettings(config.beta, config.debias, config.diverge_factor))
     inputs = SweepInputs(data, tables, setup.rng, np.int32(0), np.int32(first_end))
     state = (setup.params, setup.opt_state, setup.model_state)
-    key = program_key(spec, state, inputs, total)
+    key = program_key(spec, state, inputs, total, execution=setup.execution)
     program = cached_program(key)
     loss_dtype = setup.loss_dtype(program, data)
     carry = initial_carry(*state, total, loss_dtype)
     if program is None:
-        program = compile_program(spec, carry, inputs, key)
+        execution = choose_execution(setup.execution, spec, carry, inputs, "single")
+        program = compile_program(spec, carry, inputs, key, execution=execution)
 
     loop = _run(program.run, carry, inputs, sequence, config, chunk_size, steps_per_call, k,
                 setup.progress, notices)
@@ -459,12 +473,13 @@ def _vmapped_runs(setup: _Setup, train_data: Any, notices: list[str]) -> LRFindR
     rngs = None if setup.rng is None else curve_keys(setup.rng, curves)
     inputs = run_inputs(data, length, plan, rngs)
     state = (setup.params, setup.opt_state, setup.model_state)
-    key = program_key(spec, state, inputs, steps, plan.layout)
+    key = program_key(spec, state, inputs, steps, plan.layout, setup.execution)
     program = cached_program(key)
     loss_dtype = setup.loss_dtype(program, data)
     carry = start_runs(*state, curves, num_steps=steps, loss_dtype=np.dtype(loss_dtype))
     if program is None:
-        program = compile_program(spec, carry, inputs, key, plan.layout)
+        execution = choose_execution(setup.execution, spec, carry, inputs, plan.layout)
+        program = compile_program(spec, carry, inputs, key, plan.layout, execution)
 
     loop = run_all(program.run, carry, inputs, plan, steps_per_call, setup.progress)
     end_reason = None

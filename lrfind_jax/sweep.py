@@ -178,6 +178,67 @@ def sweep_loop(spec: SweepSpec, carry: SweepCarry, inputs: SweepInputs) -> Sweep
     return lax.while_loop(running, lambda c: sweep_update(spec, c, inputs), carry)
 
 
+def guarded_update(spec: SweepSpec, carry: SweepCarry, inputs: SweepInputs) -> tuple[Any, Any]:
+    """One step of :func:`sweep_loop` outside a loop: ``(carry, done)``.
+
+    The update is computed and kept only where the loop would have run it
+    (``step < end``, no stop code), by a select rather than ``lax.cond``: XLA:CPU
+    compiles convolutions inside a conditional as slowly as inside a loop.
+    ``done`` says that no run has an update left, so the host can stop
+    dispatching.
+    """
+    running = jnp.logical_and(carry.step < inputs.end, carry.code == 0)
+    updated = sweep_update(spec, carry, inputs)
+    new = jax.tree_util.tree_map(lambda a, b: jnp.where(running, a, b), updated, carry)
+    done = jnp.all(jnp.logical_or(new.step >= inputs.end, new.code != 0))
+    return new, done
+
+
+EXECUTIONS = ("while_loop", "per_step")
+"""How a program runs its updates: all in one ``lax.while_loop`` (the default,
+no per-step dispatch), or one compiled :func:`guarded_update` dispatched per
+update from Python, asynchronously, with no host read in between. XLA:CPU
+compiles convolutions inside a while loop into slow layouts (jax-ml/jax#12868;
+12x slower on the throughput benchmark's CNN), so ``"auto"`` picks ``per_step``
+for models with convolutions on the CPU."""
+
+
+def uses_convolution(function: Callable[..., Any], *args: Any) -> bool:
+    """Whether ``function(*args)`` traces to a convolution (in any nested jaxpr)."""
+    closed = jax.make_jaxpr(function)(*args)
+
+    def search(jaxpr: Any) -> bool:
+        for equation in jaxpr.eqns:
+            if equation.primitive.name == "conv_general_dilated":
+                return True
+            for param in equation.params.values():
+                inner = getattr(param, "jaxpr", param)
+                if hasattr(inner, "eqns") and search(inner):
+                    return True
+                if isinstance(param, tuple | list):
+                    for item in param:
+                        inner = getattr(item, "jaxpr", item)
+                        if hasattr(inner, "eqns") and search(inner):
+                            return True
+        return False
+
+    return search(closed.jaxpr)
+
+
+def choose_execution(
+    execution: str, spec: SweepSpec, carry: SweepCarry, inputs: SweepInputs, layout: str
+) -> str:
+    """``execution`` resolved: ``"auto"`` is ``per_step`` for convolutions on a CPU."""
+    if execution != "auto":
+        return execution
+    leaf = jax.tree_util.tree_leaves(carry.params)[0]
+    platforms = {device.platform for device in leaf.devices()}
+    if platforms != {"cpu"}:
+        return "while_loop"
+    step = loop_function(spec, layout, "per_step")
+    return "per_step" if uses_convolution(step, carry, inputs) else "while_loop"
+
+
 LAYOUTS = ("single", "sweeps", "runs")
 """What a compiled program runs: one sweep (:func:`sweep_loop`), K sweeps over the
 same LR tables, or independent runs, each with its own LR tables
@@ -185,7 +246,11 @@ same LR tables, or independent runs, each with its own LR tables
 
 
 def vmapped_loop(
-    spec: SweepSpec, batched_lrs: bool, carry: SweepCarry, inputs: SweepInputs
+    spec: SweepSpec,
+    batched_lrs: bool,
+    carry: SweepCarry,
+    inputs: SweepInputs,
+    body: Callable[..., Any] = sweep_loop,
 ) -> SweepCarry:
     """:func:`sweep_loop` for R runs at once, as ``jax.vmap`` over a leading run axis.
 
@@ -195,14 +260,52 @@ def vmapped_loop(
     finished ones unchanged, so every run stops where it alone would have.
     """
     axes = SweepInputs(data=None, lrs=0 if batched_lrs else None, rng=0, data_offset=0, end=0)
-    return jax.vmap(functools.partial(sweep_loop, spec), in_axes=(0, axes))(carry, inputs)
+    return jax.vmap(functools.partial(body, spec), in_axes=(0, axes))(carry, inputs)
 
 
-def loop_function(spec: SweepSpec, layout: str) -> Callable[[SweepCarry, SweepInputs], Any]:
-    """The pure ``(carry, inputs) -> carry`` of a layout (one of :data:`LAYOUTS`)."""
+def loop_function(
+    spec: SweepSpec, layout: str, execution: str = "while_loop"
+) -> Callable[[SweepCarry, SweepInputs], Any]:
+    """The pure ``(carry, inputs) -> carry`` of a layout (one of :data:`LAYOUTS`):
+    the whole loop, or for ``per_step`` execution one guarded update of it."""
+    if execution == "while_loop":
+        if layout == "single":
+            return functools.partial(sweep_loop, spec)
+        return functools.partial(vmapped_loop, spec, layout == "runs")
     if layout == "single":
-        return functools.partial(sweep_loop, spec)
-    return functools.partial(vmapped_loop, spec, layout == "runs")
+        return functools.partial(guarded_update, spec)
+
+    def vmapped_step(carry: SweepCarry, inputs: SweepInputs) -> tuple[SweepCarry, Any]:
+        new, done = vmapped_loop(spec, layout == "runs", carry, inputs, body=guarded_update)
+        return new, jnp.all(done)
+
+    return vmapped_step
+
+
+def per_step_runner(
+    step: Callable[[SweepCarry, SweepInputs], tuple[SweepCarry, Any]],
+) -> Callable[[SweepCarry, SweepInputs], SweepCarry]:
+    """``run(carry, inputs)`` from a compiled one-update ``step``.
+
+    Dispatches ``step`` as many times as the furthest run has updates left.
+    Dispatch is asynchronous and the host never waits inside the loop: it only
+    looks at the ``done`` flags that are already computed, and stops dispatching
+    once one says every run has stopped or ended (a stopped run stays frozen, as
+    in the while loop).
+    """
+
+    def run(carry: SweepCarry, inputs: SweepInputs) -> SweepCarry:
+        updates = int(np.max(np.asarray(inputs.end)) - np.min(jax.device_get(carry.step)))
+        pending: list[Any] = []
+        for _ in range(max(updates, 0)):
+            carry, done = step(carry, inputs)
+            pending.append(done)
+            while pending and pending[0].is_ready():
+                if bool(pending.pop(0)):
+                    return carry
+        return carry
+
+    return run
 
 
 def fresh_copy(tree: Any) -> Any:
@@ -251,6 +354,7 @@ class Program:
     loss_dtype: Any
     compile_time_s: float
     cached: bool
+    execution: str = "while_loop"
 
 
 def _signature(tree: Any) -> Any:
@@ -272,6 +376,7 @@ def program_key(
     inputs: SweepInputs,
     num_steps: int,
     layout: str = "single",
+    execution: str = "while_loop",
 ) -> Any:
     """The cache key of a sweep, or None when something in it is unhashable.
 
@@ -280,7 +385,9 @@ def program_key(
     """
     settings = (jax.config.jax_default_matmul_precision, jax.config.jax_enable_x64)
     try:
-        key = (spec, _signature(state), _signature(inputs), num_steps, layout, settings)
+        key = (
+            spec, _signature(state), _signature(inputs), num_steps, layout, execution, settings
+        )
         hash(key)
     except TypeError:  # an unhashable loss_fn or optimizer: no reuse across calls
         logger.debug("lr_find: unhashable sweep settings; the program is not cached")
@@ -301,15 +408,21 @@ def cached_program(key: Any) -> Program | None:
 
 
 def compile_program(
-    spec: SweepSpec, carry: SweepCarry, inputs: SweepInputs, key: Any, layout: str = "single"
+    spec: SweepSpec,
+    carry: SweepCarry,
+    inputs: SweepInputs,
+    key: Any,
+    layout: str = "single",
+    execution: str = "while_loop",
 ) -> Program:
     """Trace, lower and compile the ``layout``'s loop for these arguments; cache it."""
     started = time.perf_counter()
-    jitted = jax.jit(loop_function(spec, layout), donate_argnums=0)
+    jitted = jax.jit(loop_function(spec, layout, execution), donate_argnums=0)
     executable = jitted.lower(carry, inputs).compile()
     compile_time = time.perf_counter() - started
-    logger.info("lr_find: compiled the %s program in %.2f s", layout, compile_time)
-    program = Program(executable, carry.losses.dtype, compile_time, False)
+    logger.info("lr_find: compiled the %s %s program in %.2f s", layout, execution, compile_time)
+    run = executable if execution == "while_loop" else per_step_runner(executable)
+    program = Program(run, carry.losses.dtype, compile_time, False, execution)
     if key is not None:
         with _programs_lock:
             _programs[key] = program
@@ -325,12 +438,14 @@ def clear_program_cache() -> None:
 
 
 __all__ = [
+    "EXECUTIONS",
     "LAYOUTS",
     "Program",
     "SweepCarry",
     "SweepInputs",
     "SweepSpec",
     "cached_program",
+    "choose_execution",
     "clear_program_cache",
     "compile_program",
     "fresh_copy",
