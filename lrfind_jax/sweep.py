@@ -323,19 +323,33 @@ def fresh_copy(tree: Any) -> Any:
 
 
 def initial_carry(
-    params: Any, opt_state: Any, model_state: Any, num_steps: int, loss_dtype: Any
+    params: Any,
+    opt_state: Any,
+    model_state: Any,
+    num_steps: int,
+    loss_dtype: Any,
+    *,
+    opt_state_is_new: bool = False,
 ) -> SweepCarry:
     """A fresh carry. The arrays are copies: the loop donates its carry, and the
-    caller's params and states must stay valid."""
+    caller's params and states must stay valid (``opt_state_is_new``: lrfind made
+    ``opt_state`` itself, in buffers nobody else holds, so it is not copied).
+    The step, monitor and loss record start as host arrays; the program's call
+    transfers them with its other arguments."""
     return SweepCarry(
         params=fresh_copy(params),
-        opt_state=fresh_copy(opt_state),
+        opt_state=opt_state if opt_state_is_new else fresh_copy(opt_state),
         model_state=fresh_copy(model_state),
-        step=jnp.zeros((), jnp.int32),
-        monitor=monitor_init(jnp, loss_dtype),
-        code=jnp.zeros((), jnp.int32),
-        losses=jnp.full((num_steps,), jnp.nan, loss_dtype),
+        step=np.zeros((), np.int32),
+        monitor=jax.tree_util.tree_map(_canonical, monitor_init(np, loss_dtype)),
+        code=np.zeros((), np.int32),
+        losses=np.full((num_steps,), np.nan, loss_dtype),
     )
+
+
+def _canonical(value: np.ndarray) -> np.ndarray:
+    """``value`` in the dtype jax would give it (int32 unless x64 is on)."""
+    return np.asarray(value, dtype=jax.dtypes.canonicalize_dtype(value.dtype))
 
 
 # The program cache: one compiled executable per (spec, argument shapes/dtypes/shardings).
