@@ -49,10 +49,9 @@ far) and ``bytes_in_use``.
 
 ``--rounds`` defaults to 5, except on the CPU, where ``CPU_ROUNDS`` sets it per
 workload (more for the cheap MLP, fewer for the slow ones) and torch gets one thread
-(``CPU_TORCH_THREADS``). On the CPU, ``CPU_STEP_CAPS`` also shortens the JAX contenders
-that XLA:CPU runs pathologically slowly inside a compiled loop (convolutions in a
-while loop, jax-ml/jax#12868); their figures are per step and the JSON says how
-many steps ran. ``--no-caps`` lifts the caps and the CPU rounds. ``--quick``: 5
+(``CPU_TORCH_THREADS``). On the CPU, ``CPU_STEP_CAPS`` also shortens the K=8 JAX
+contenders, which would take minutes a call; their figures are per step and the JSON
+says how many steps ran. ``--no-caps`` lifts the caps and the CPU rounds. ``--quick``: 5
 steps, 1 round, for a smoke test (targets are not judged).
 """
 
@@ -95,18 +94,19 @@ BLOWUP_LRS = (1e20, 1e21)
 sweep at these LRs compiles the same program and stops on a non-finite or diverged
 loss after a few steps."""
 DEFAULT_ROUNDS = 5
-CPU_ROUNDS = {"mlp": 9, "cnn": 5, "transformer": 2}
-"""On the CPU: the MLP is cheap, so more rounds against a shared machine's noise; one
-transformer round costs about 4 minutes on 2 cores (the whole CPU run: about 15)."""
+CPU_ROUNDS = {"mlp": 31, "cnn": 5, "transformer": 2}
+"""On the CPU: the MLP is cheap (a round is about a second), so many rounds against a
+shared machine's noise, whose per-step times jump by up to 2x for seconds at a time;
+one transformer round costs about 4 minutes on 2 cores (the whole CPU run: about 16)."""
 CPU_STEP_CAPS = {
-    ("cnn", "lrfind_jax"): 10,
-    ("cnn", "lrfind_jax_chunked"): 10,
-    ("cnn", "lrfind_jax_k8"): 2,
+    ("cnn", "lrfind_jax_k8"): 10,
     ("transformer", "lrfind_jax_k8"): 10,
 }
-"""On the CPU, steps per call of the JAX contenders that would take too long: the CNN's
-convolutions run about 12x slower inside XLA:CPU's while loop than in a jitted step
-(jax-ml/jax#12868) and 8 vmapped transformer sweeps are 8x the work."""
+"""On the CPU, steps per call of the JAX contenders that would take too long: 8 vmapped
+sweeps are 8x the work, and XLA:CPU turns the CNN's vmapped convolutions into grouped
+ones, about 3x slower per sweep. (lrfind_jax's single CNN sweeps run in full: on the
+CPU it dispatches one compiled step per update for convolutional models, since
+convolutions inside XLA:CPU's while loop run about 12x slower, jax-ml/jax#12868.)"""
 CPU_TORCH_THREADS = 1
 """On a shared CPU, torch's OpenMP threads spin at every op's barrier whenever another
 process holds a core: on the 2-core machine of bench/RESULTS.md the MLP step took
@@ -409,7 +409,8 @@ def jax_contenders(workload: str, steps: int, device: str,
             meta = result.meta
             return {"steps_run": meta["num_steps_run"], "compiled": meta["compiled"],
                     "compile_time_s": meta["compile_time_s"], "run_time_s": meta["run_time_s"],
-                    "program_calls": meta["program_calls"], "loop": meta["loop"]}
+                    "program_calls": meta["program_calls"], "loop": meta["loop"],
+                    "execution": meta.get("execution")}
 
         return call
 
@@ -513,7 +514,7 @@ def summarise(contenders: list[Contender]) -> dict[str, Any]:
             device_memory=contender.memory["device_memory"],
         )
         extras = {key: [record[key] for record in contender.records]
-                  for key in ("sweep_time_s", "run_time_s", "program_calls", "loop")
+                  for key in ("sweep_time_s", "run_time_s", "program_calls", "loop", "execution")
                   if key in contender.records[0]}
         if extras:
             entry["meta"] = extras
