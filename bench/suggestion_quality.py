@@ -216,7 +216,8 @@ def load_suggestions(
                     "stop_reason": result.stop_reason,
                     "points": len(result.lrs),
                     "seconds": result.meta.get("wall_time_s"),
-                    "suggestions": {method: result.suggest(method).lr for method in methods},
+                    "suggestions": {method: result.suggest(method, for_schedule="curve").lr
+                                    for method in methods},
                 }
     return found
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
+import sys
 from collections.abc import Sequence
 
 
@@ -24,29 +26,19 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_NEEDS = (
+    "lrfind demo runs the torch backend on scikit-learn's bundled digits; install them "
+    "with: pip install 'lrfind[demo]'"
+)
+
+
 def _demo(args: argparse.Namespace) -> int:
-    try:
-        demo = importlib.import_module("lrfind_torch.demo")
-    except ImportError:
-        # Until the torch backend lands: judge a generated curve with the core alone.
-        import os
-
-        import matplotlib
-        import numpy as np
-
-        matplotlib.use("Agg")
-        from lrfind_core.result import LRFindResult
-        from lrfind_core.schedules import exponential_schedule
-
-        lrs = exponential_schedule(1e-7, 10.0, 100)
-        decades = np.log10(lrs)
-        noise = np.random.default_rng(args.seed).normal(0.0, 0.02, lrs.shape)
-        losses = 2.3 - 1.5 / (1 + np.exp(-2 * (decades + 3))) + np.exp(4 * (decades + 0.5)) + noise
-        result = LRFindResult.from_curve(lrs, losses)
-        os.makedirs(args.out, exist_ok=True)
-        result.plot(path=os.path.join(args.out, "lr_find.png"))
-        print(result)
-        return 0
+    """The torch demo; a clear message and exit code 2 when its packages are missing."""
+    missing = [name for name in ("torch", "sklearn") if importlib.util.find_spec(name) is None]
+    if missing:
+        print(f"{DEMO_NEEDS} (missing: {', '.join(missing)})", file=sys.stderr)
+        return 2
+    demo = importlib.import_module("lrfind_torch.demo")
     return int(demo.main(out_dir=args.out, seed=args.seed))
 
 

@@ -149,6 +149,12 @@ def score_stop(scores: np.ndarray, config: Any) -> int | None:
     return stop
 
 
+def _runs_recorded(curve: np.ndarray) -> int:
+    """How many of a curve's (M, n) runs come before its all-NaN tail."""
+    recorded = np.flatnonzero(~np.all(np.isnan(curve), axis=1))
+    return int(recorded[-1]) + 1 if recorded.size else 0
+
+
 @dataclass(eq=False)
 class IndependentRuns:
     """Every short run of an independent-mode range test.
@@ -176,9 +182,10 @@ class IndependentRuns:
     def from_dict(cls, data: dict[str, Any]) -> IndependentRuns:
         """Inverse of :meth:`to_dict`."""
         runs = np.array([[decode_floats(run) for run in curve] for curve in data["run_losses"]])
-        return cls(
-            run_losses=runs, average_last=int(data["average_last"]), made=list(data["made"])
-        )
+        made = data.get("made")
+        if made is None:  # saved before ``made`` was kept: the runs up to the last recorded
+            made = [_runs_recorded(curve) for curve in runs]
+        return cls(run_losses=runs, average_last=int(data["average_last"]), made=list(made))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, IndependentRuns):

@@ -32,7 +32,11 @@ from lrfind_core.stopping import STOP_REASONS, find_stop
 from lrfind_core.suggestion import Suggestion, suggest
 
 FORMAT_NAME = "lrfind-result"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Version 2 adds schedule-aware suggestions (``for_schedule``, ``curve_lr``).
+Version 1 files still load: their suggestions were read off the curve, so they
+load with ``for_schedule="curve"``."""
+READABLE_VERSIONS = (1, 2)
 
 COMPLETED = "completed"
 ENDED_EARLY = "ended before the planned steps"
@@ -387,20 +391,24 @@ class LRFindResult:
         """Inverse of :meth:`to_dict`."""
         if data.get("format") != FORMAT_NAME:
             raise ValueError(f"not an lrfind result (format={data.get('format')!r})")
-        if data.get("version") != FORMAT_VERSION:
+        version = data.get("version")
+        if version not in READABLE_VERSIONS:
             raise ValueError(
-                f"unsupported lrfind result version {data.get('version')!r}; this lrfind reads "
-                f"version {FORMAT_VERSION}"
+                f"unsupported lrfind result version {version!r}; this lrfind reads versions "
+                f"{', '.join(map(str, READABLE_VERSIONS))}"
             )
-        config = FinderConfig.from_dict(data["config"])
+        config_data = dict(data["config"])
+        if version == 1:  # before schedule-aware suggestions: all read off the curve
+            config_data.setdefault("for_schedule", "curve")
+        config = FinderConfig.from_dict(config_data)
         details = {
             name: Suggestion(
                 name,
                 decode_optional_float(d["lr"]),
                 d["index"],
                 d["reason"],
-                curve_lr=decode_optional_float(d["curve_lr"]),
-                for_schedule=d["for_schedule"],
+                curve_lr=decode_optional_float(d.get("curve_lr", d["lr"])),
+                for_schedule=d.get("for_schedule", "curve"),
             )
             for name, d in data["suggestion_details"].items()
         }

@@ -7,7 +7,10 @@ loss ``x_t``:
   with ``a_{-1} = 0``, reported as ``a_t / (1 - beta ** (t + 1))``. The first
   smoothed value equals the first loss and no early value is biased toward 0.
 * ``debias=False`` (torch-lr-finder with ``smooth_f = alpha``): ``a_0 = x_0``, then
-  ``a_t = beta * a_{t-1} + alpha * x_t``, reported as ``a_t``.
+  ``a_t = w * x_t + (1 - w) * a_{t-1}``, reported as ``a_t``, where ``w`` is
+  ``alpha`` as the short decimal it stands for (``beta=0.95`` gives ``w = 0.05``
+  exactly, where ``1 - 0.95`` is 0.050000000000000044), in torch-lr-finder's order
+  of operations, so its curves are reproduced bit for bit.
 
 ``beta = 0`` turns smoothing off. The online form (:func:`ewa_update`) is written
 against an array namespace ``xp`` so the JAX backend runs the very same rule
@@ -54,7 +57,12 @@ def ewa_update(
         beta_power = state.beta_power * beta
         smoothed = average / (1.0 - beta_power)
     else:
-        average = xp.where(state.count == 0, loss, beta * state.average + alpha * loss)
+        # torch-lr-finder's form, w * loss + (1 - w) * prev, with w = 1 - beta as the
+        # decimal it was written as (0.95 -> 0.05, not 0.050000000000000044): bit for bit.
+        weight = float(f"{alpha:.15g}")
+        average = xp.where(
+            state.count == 0, loss, weight * loss + (1.0 - weight) * state.average
+        )
         beta_power = state.beta_power
         smoothed = average
     return EwaState(state.count + 1, average, beta_power), smoothed

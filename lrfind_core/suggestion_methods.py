@@ -99,7 +99,9 @@ def slide(lrs: np.ndarray, losses: np.ndarray) -> MethodOutput:
     ``|g[r] - g[l]| > 0.005``, move both one point left. The suggestion is the last
     left point at which the gradients still differed by more than the threshold
     (the first left point if they never did, point 0 if the walk ran off the start).
-    Needs more than 15 points.
+    Needs more than 15 points. Unlike fastai, no suggestion (None) when that point
+    lies above the first judged loss and the loss never fell below it on the way:
+    on a rising curve the walk would otherwise point far up the rise.
     """
     if len(losses) <= SLIDE_SPAN:
         return MethodOutput(None, f"slide needs more than {SLIDE_SPAN} points, got {len(losses)}")
@@ -111,6 +113,10 @@ def slide(lrs: np.ndarray, losses: np.ndarray) -> MethodOutput:
         chosen = left
         right -= 1
         left -= 1
+    if losses[chosen] > losses[0] and np.min(losses[: chosen + 1]) >= losses[0]:
+        return MethodOutput(
+            None, "the loss rises to the slide point and never falls below its first judged value"
+        )
     return MethodOutput(
         float(lrs[chosen]),
         f"gradients {SLIDE_SPAN} points apart differ by > {SLIDE_THRESHOLD} down to here",

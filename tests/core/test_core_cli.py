@@ -67,3 +67,30 @@ def test_a_command_is_required(capsys):
         main([])
     assert raised.value.code == 2
     assert "required" in capsys.readouterr().err
+
+
+def test_demo_without_its_packages_says_what_to_install(monkeypatch, capsys):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name, *args, **kwargs):
+        return None if name == "sklearn" else real_find_spec(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    assert main(["demo"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'lrfind[demo]'" in err
+    assert "(missing: sklearn)" in err
+
+
+def test_demo_command_runs_the_torch_demo_with_its_options(monkeypatch, tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    import lrfind_torch.demo
+
+    calls = []
+    monkeypatch.setattr(lrfind_torch.demo, "main",
+                        lambda out_dir, seed: calls.append((out_dir, seed)) or 0)
+    assert main(["demo", "--out", str(tmp_path), "--seed", "3"]) == 0
+    assert calls == [(str(tmp_path), 3)]

@@ -99,6 +99,13 @@ def test_ensemble_and_runs_survive_a_json_round_trip(tmp_path):
     loaded = LRFindResult.load(path)
     assert loaded == independent
     np.testing.assert_array_equal(loaded.runs.run_losses, runs)
+    # Files saved before ``made`` was kept: the runs before the all-NaN tail count.
+    old = independent.to_dict()
+    del old["runs"]["made"]
+    from_old = LRFindResult.from_dict(old)
+    assert from_old.runs.made == [4]
+    np.testing.assert_array_equal(from_old.runs.run_losses, runs)
+    np.testing.assert_array_equal(from_old.losses, independent.losses)
 
 
 def test_from_runs_scores_each_run_and_stops_at_a_diverged_run():

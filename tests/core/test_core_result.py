@@ -345,3 +345,22 @@ def test_plot_on_given_axes_with_a_nan_stop(tmp_path):
     path = tmp_path / "nan.png"
     ax.figure.savefig(path)
     assert path.read_bytes().startswith(PNG_MAGIC)
+
+
+def test_version_1_results_load_as_curve_suggestions():
+    """Files saved before schedule-aware suggestions (version 1) still load."""
+    result = LRFindResult.from_curve(LRS, falling_curve(), for_schedule="curve")
+    data = result.to_dict()
+    old = {**data, "version": 1, "config": dict(data["config"])}
+    del old["config"]["for_schedule"]
+    old["suggestion_details"] = {
+        name: {key: d[key] for key in ("lr", "index", "reason")}
+        for name, d in data["suggestion_details"].items()
+    }
+    loaded = LRFindResult.from_dict(old)
+    assert loaded.config.for_schedule == "curve"
+    assert loaded.suggestions == result.suggestions
+    for name, detail in loaded.suggestion_details.items():
+        assert detail.for_schedule == "curve"
+        assert detail.curve_lr == detail.lr == result.suggestion_details[name].lr
+    np.testing.assert_array_equal(loaded.losses, result.losses)

@@ -511,7 +511,19 @@ def test_rising_curve_gives_none_or_the_low_end(steps_up, start):
     assert results["valley"].lr == float(lrs[begin])
     assert results["steep"].lr is None
     assert results["minimum"].lr == max(float(lrs[begin]) / 10, float(lrs[0]))
-    # slide follows fastai's rule, which can point well up a rising curve; it must still
-    # stay inside the sweep.
+    # fastai's slide walk can point well up a rising curve; lrfind's declines, or stays
+    # on the curve's flat start (the low end, where the loss equals the first judged one).
     slide = results["slide"]
-    assert slide.lr is None or lrs[0] <= slide.lr <= lrs[-1]
+    if slide.lr is None:
+        assert ("never falls below its first judged value" in slide.reason
+                or "slide needs more than 15 points" in slide.reason)
+    else:
+        assert losses[slide.index] == losses[begin]
+
+
+@pytest.mark.parametrize("curve", [np.linspace(1.0, 3.0, 100), 1.0 + np.linspace(0, 1, 100) ** 3])
+def test_slide_declines_a_curve_that_only_rises(curve):
+    # fastai's walk would answer point 79 (the line) or 47 (the cubic), far up the rise.
+    result = suggest(sweep(100), curve, "slide")
+    assert result.lr is None and result.index is None
+    assert "rises to the slide point" in result.reason
