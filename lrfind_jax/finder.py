@@ -66,6 +66,7 @@ from lrfind_jax.injection import (
     check_multi_steps_placement,
     find_lr_groups,
     initial_opt_state,
+    low_precision_hyperparams,
     lr_tables,
     prepare_optimizer,
 )
@@ -155,7 +156,8 @@ def lr_find(
         it. Only the ``learning_rate`` hyperparameter is changed, in its stored
         dtype (set as float32 values, like the torch backend). Note: with bf16
         params ``inject_hyperparams(optax.adam)`` also stores ``b2=0.999`` in bf16,
-        where it rounds to 1.0 and Adam yields NaN; pass
+        where it rounds to 1.0 and Adam yields NaN (lr_find warns about any such
+        low-precision hyperparameter); pass
         ``hyperparam_dtype=jnp.float32`` to it, or the factory ``optax.adam``.
       train_data: stacked data, a tuple, dict or array whose leaves have the step
         as their leading axis (fastest; best already on the device), or a sequence
@@ -267,6 +269,17 @@ def lr_find(
     else:
         check_opt_state(prepared.transformation, params, opt_state)
     check_multi_steps_placement(opt_state, prepared)
+    low_precision = low_precision_hyperparams(opt_state)
+    if low_precision:
+        warnings.warn(
+            "the optimizer keeps hyperparameters in low precision ("
+            + "; ".join(low_precision)
+            + "): optax.inject_hyperparams stores them in the params' dtype, where Adam's "
+            "b2=0.999 rounds to 1.0 and the first update divides by zero. Build it with "
+            "optax.inject_hyperparams(..., hyperparam_dtype=jnp.float32), or pass the "
+            "factory (e.g. optax.adam) and lrfind injects it in float32",
+            stacklevel=2,
+        )
     setup = _Setup(
         config=config,
         loss_fn=loss_fn,

@@ -282,6 +282,33 @@ def find_lr_groups(opt_state: Any) -> tuple[LrGroup, ...]:
     return tuple(groups)
 
 
+LOW_PRECISION = (jnp.bfloat16, jnp.float16)
+
+
+def low_precision_hyperparams(opt_state: Any) -> list[str]:
+    """Injected hyperparameters other than the LR stored in bfloat16/float16, as
+    readable ``opt_state<path>.hyperparams['name'] = value (dtype)`` lines.
+
+    ``optax.inject_hyperparams`` stores hyperparameters in the params' dtype by
+    default: with bfloat16 params Adam's ``b2=0.999`` becomes exactly 1.0 and
+    the first update divides by zero.
+    """
+    found = []
+    flat, _ = jax.tree_util.tree_flatten_with_path(opt_state, is_leaf=_is_inject_state)
+    for path, node in flat:
+        if not _is_inject_state(node):
+            continue
+        where = jax.tree_util.keystr(path) or ""
+        for name, value in node.hyperparams.items():
+            dtype = getattr(value, "dtype", None)
+            if name == LR_NAME:  # set by lr_find in its stored dtype, as documented
+                continue
+            if dtype is not None and any(dtype == low for low in LOW_PRECISION):
+                shown = float(np.asarray(value, dtype=np.float64).reshape(-1)[0])
+                found.append(f"opt_state{where}.hyperparams[{name!r}] = {shown:g} ({dtype})")
+    return found
+
+
 def check_multi_steps_placement(opt_state: Any, prepared: PreparedOptimizer) -> None:
     """``optax.MultiSteps`` is only understood as the outermost transformation."""
     is_multi = lambda node: isinstance(node, optax.MultiStepsState)  # noqa: E731
@@ -330,6 +357,7 @@ __all__ = [
     "constant_every_k",
     "find_lr_groups",
     "initial_opt_state",
+    "low_precision_hyperparams",
     "lr_tables",
     "prepare_optimizer",
     "set_learning_rates",

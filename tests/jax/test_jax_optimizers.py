@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -272,3 +273,22 @@ def test_integer_learning_rate_is_refused():
     with pytest.raises(ValueError, match=r"float learning_rate"):
         lr_find(mlp_loss, {"w": jnp.ones(3)}, tx,
                 np.zeros((4, 3), np.float32), **SMALL)
+
+
+def test_bf16_hyperparameters_from_inject_hyperparams_are_warned_about():
+    params = init_mlp(0, jnp.bfloat16)
+    before = host_copy(params)
+    injected = optax.inject_hyperparams(optax.adam)(learning_rate=1e-3)  # b2 0.999 -> 1.0
+    with pytest.warns(UserWarning, match=r"hyperparams\['b2'\] = 1 \(bfloat16\)") as caught:
+        lr_find(mlp_loss, params, injected, make_data(8), start_lr=1e-4, end_lr=1.0,
+                num_steps=8, progress=False)
+    assert "hyperparam_dtype=jnp.float32" in str(caught[0].message)
+    assert_tree_equal(before, params)
+    fixed = optax.inject_hyperparams(optax.adam, hyperparam_dtype=jnp.float32)(
+        learning_rate=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lr_find(mlp_loss, params, fixed, make_data(8), start_lr=1e-4, end_lr=1.0,
+                num_steps=8, progress=False)
+        lr_find(mlp_loss, params, optax.adam, make_data(8), start_lr=1e-4, end_lr=1.0,
+                num_steps=8, progress=False)
