@@ -16,6 +16,8 @@ import traceback
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data.distributed import DistributedSampler
 
 from lrfind_torch import lr_find
 
@@ -24,11 +26,23 @@ BATCH = 16  # per rank
 
 
 def full_batches(steps: int = STEPS, world: int = 2) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The global batches: rank r takes rows r*BATCH:(r+1)*BATCH of each."""
+    """The global batches, of world * BATCH rows each (the single-process run's)."""
     generator = torch.Generator().manual_seed(123)
     inputs = torch.randn(steps, world * BATCH, 8, generator=generator)
     targets = torch.randint(0, 3, (steps, world * BATCH), generator=generator)
     return [(inputs[i], targets[i]) for i in range(steps)]
+
+
+def rank_loader(rank: int, world: int) -> DataLoader:
+    """This rank's DataLoader through a DistributedSampler (no shuffling).
+
+    The sampler gives rank r the rows r, r + world, r + 2 world, ... of the dataset,
+    so the ranks' i-th batches together are exactly the rows of global batch i.
+    """
+    inputs, targets = zip(*full_batches(world=world), strict=True)
+    dataset = TensorDataset(torch.cat(inputs), torch.cat(targets))
+    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False)
+    return DataLoader(dataset, batch_size=BATCH, sampler=sampler)
 
 
 def make_model() -> nn.Module:
@@ -81,8 +95,7 @@ def main() -> None:
     else:
         ddp = nn.parallel.DistributedDataParallel(model)
     optimizer = torch.optim.SGD(ddp.parameters(), lr=1e-3, momentum=0.9)
-    rows = slice(rank * BATCH, (rank + 1) * BATCH)
-    batches = [(x[rows], y[rows]) for x, y in full_batches(world=world)]
+    batches = rank_loader(rank, world)
     before = fingerprint(model, optimizer)
     record: dict = {"rank": rank}
 

@@ -39,13 +39,14 @@ def _run_ranks(scenario: str, out_dir: Path, timeout: float = 120) -> tuple[list
         )
         for rank in range(2)
     ]
-    for process in processes:
+    for rank, process in enumerate(processes):
         try:
-            process.communicate(timeout=timeout)
+            _, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             for other in processes:
                 other.kill()
             pytest.fail(f"{scenario}: a rank hung for more than {timeout} s")
+        (out_dir / f"stderr{rank}.txt").write_text(stderr)
     elapsed = time.perf_counter() - started
     records = [json.loads((out_dir / f"rank{r}.json").read_text()) for r in range(2)]
     return records, elapsed
@@ -87,6 +88,9 @@ def test_ranks_agree_and_match_one_process_with_the_joint_batch(scenario, tmp_pa
     np.testing.assert_allclose(losses, single_process.losses, rtol=1e-5)
     assert first["meta"]["world_size"] == 2
     assert (tmp_path / "plot0.png").exists() and not (tmp_path / "plot1.png").exists()
+    # Both ranks asked for a progress bar; only rank 0 draws one (tqdm on stderr).
+    assert "lr_find: " in (tmp_path / "stderr0.txt").read_text()
+    assert "lr_find" not in (tmp_path / "stderr1.txt").read_text()
 
 
 @pytest.mark.parametrize("scenario", ["failure", "failure_stay"])
