@@ -264,3 +264,19 @@ def test_wrong_model_or_optimizer_type(model: Any, optimizer: Any, message: str)
             real_optimizer if optimizer is None else optimizer,
             batches(4), loss_fn=cross_entropy, **SWEEP,
         )
+
+
+@pytest.mark.parametrize("accumulation_steps", [1, 2])
+def test_loss_errors_found_mid_sweep_restore_batchnorm_statistics(
+    accumulation_steps: int,
+) -> None:
+    """The loss checks need a forward pass, which moves BatchNorm's running
+    statistics in train mode: the restore puts them back, bit for bit."""
+    cnn = make_setup("sgd", "cnn", "plain")
+
+    def per_sample(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(output, target, reduction="none")
+
+    assert any("running_mean" in name for name, _ in cnn.model.named_buffers())
+    expect_error(cnn, ValueError, "loss_fn must return a scalar loss", loss_fn=per_sample,
+                 accumulation_steps=accumulation_steps)
