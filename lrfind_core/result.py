@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Sequence
@@ -204,8 +205,14 @@ class LRFindResult:
         sweeps = [curve for curve in sweeps if len(curve)]  # a curve that recorded nothing
         if not sweeps:
             raise ValueError("from_sweeps needs at least one curve with a recorded step")
+        # Each curve alone is one sweep: its suggestions take the one-sweep factors.
+        one_sweep = config
+        if len(sweeps) > 1 and config.mode != "independent":
+            one_sweep = dataclasses.replace(config, num_sweeps=1)
         singles = [
-            cls.from_curve(lrs[: len(curve)], curve, config=config, planned_points=planned_points)
+            cls.from_curve(
+                lrs[: len(curve)], curve, config=one_sweep, planned_points=planned_points
+            )
             for curve in sweeps
         ]
         if len(singles) == 1:

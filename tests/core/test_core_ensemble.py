@@ -53,7 +53,11 @@ def test_from_sweeps_judges_the_median_curve_and_keeps_every_sweep():
     config = make_config(start_lr=LRS[0], end_lr=LRS[-1], num_steps=len(LRS), num_sweeps=3)
     curves = [bowl(-2), bowl(0), bowl(3)]
     result = LRFindResult.from_sweeps(LRS, curves, config=config)
-    singles = [LRFindResult.from_curve(LRS, c, config=config) for c in curves]
+    # Each sweep alone is judged as one sweep (the one-sweep schedule factors).
+    one_sweep = make_config(start_lr=LRS[0], end_lr=LRS[-1], num_steps=len(LRS))
+    singles = [LRFindResult.from_curve(LRS, c, config=one_sweep) for c in curves]
+    k_factor = LRFindResult.from_curve(LRS, curves[0], config=config).suggestions["valley"]
+    assert k_factor != singles[0].suggestions["valley"]  # the factors differ
     expected = median_curve([s.losses for s in singles])
     reference = LRFindResult.from_curve(LRS[: len(expected)], expected, config=config)
     np.testing.assert_array_equal(result.losses, reference.losses)

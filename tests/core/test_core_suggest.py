@@ -248,7 +248,11 @@ def test_slide_matches_fastai_loop(values):
     lrs = sweep(len(losses))
     expected = reference_slide_index(losses)
     result = suggest(lrs, losses, "slide", **NO_TRIM)
-    assert (result.lr, result.index) == (float(lrs[expected]), expected)
+    if losses[expected] > losses[0] and min(losses[: expected + 1]) >= losses[0]:
+        # fastai's answer lies up a rise the loss never fell below its start on: declined.
+        assert result.lr is None and "rises to the slide point" in result.reason
+    else:
+        assert (result.lr, result.index) == (float(lrs[expected]), expected)
 
 
 # --- trimming ------------------------------------------------------------------------------
