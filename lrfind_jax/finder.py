@@ -190,7 +190,8 @@ def lr_find(
         stacked data in a single call (the fastest).
       execution: ``"while_loop"`` (all updates of a call in one compiled
         ``lax.while_loop``), ``"per_step"`` (one compiled update dispatched per
-        step, asynchronously; the host still reads once per call), or ``"auto"``
+        step, asynchronously; the host never waits inside a call, it only reads
+        the "done" flags of steps already computed), or ``"auto"``
         (default): ``per_step`` for models with convolutions on the CPU, where
         XLA compiles convolutions inside a loop into slow layouts
         (jax-ml/jax#12868), else ``while_loop``. Results are the same.
