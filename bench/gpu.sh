@@ -7,8 +7,9 @@
 # $OUT/throughput_gpu.log (progress, environment, pip output); OUT defaults to
 # ./bench_out. The whole script stays under 8 minutes: the environment step is
 # capped at SETUP_TIMEOUT (default 150 s) and the benchmark at BENCH_TIMEOUT
-# (default 300 s). The benchmark writes its JSON after every workload, so a run
-# cut short keeps the workloads it finished.
+# (default 300 s); the GPU-only tests then get the time that is left
+# ($OUT/gpu_tests.txt; GPU_TESTS=0 skips them). The benchmark writes its JSON
+# after every workload, so a run cut short keeps the workloads it finished.
 #
 # Environment, first that works:
 #   1. $PYTHON, if set, used as it is.
@@ -133,6 +134,19 @@ cat "$OUT/throughput_gpu.md"
 if [[ $status -ne 0 ]]; then
     say "throughput.py ended with status $status (124: timed out); finished workloads are in" \
         "$OUT/throughput_gpu.json"
+fi
+# The GPU-only tests (CUDA RNG restore, snapshot off the GPU, TF32 parity), in the
+# time left of the 8 minutes, when the chosen Python has pytest.
+left=$((470 - ($(date +%s) - started)))
+if [[ "${GPU_TESTS:-1}" == 1 && $left -gt 20 ]]; then
+    if "$PY" -c "import pytest" 2>/dev/null; then
+        timeout "$left" "$PY" -m pytest -q -rs -p no:cacheprovider tests/torch/test_torch_cuda.py \
+            "tests/parity/test_parity.py::test_gpu_parity_with_highest_matmul_precision" \
+            >"$OUT/gpu_tests.txt" 2>&1
+        say "GPU tests (status $?): $(tail -n 1 "$OUT/gpu_tests.txt")"
+    else
+        say "pytest not available to $PY: GPU tests not run"
+    fi
 fi
 say "done in $(($(date +%s) - started)) s"
 exit $status
