@@ -24,7 +24,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -203,26 +203,26 @@ compiles convolutions inside a while loop into slow layouts (jax-ml/jax#12868;
 for models with convolutions on the CPU."""
 
 
+def _inner_jaxprs(params: dict[str, Any]) -> Iterator[Any]:
+    """The jaxprs among an equation's params (a cond's branches, a loop's body...)."""
+    for value in params.values():
+        for item in value if isinstance(value, tuple | list) else (value,):
+            inner = getattr(item, "jaxpr", item)
+            if hasattr(inner, "eqns"):
+                yield inner
+
+
 def uses_convolution(function: Callable[..., Any], *args: Any) -> bool:
     """Whether ``function(*args)`` traces to a convolution (in any nested jaxpr)."""
-    closed = jax.make_jaxpr(function)(*args)
 
     def search(jaxpr: Any) -> bool:
-        for equation in jaxpr.eqns:
-            if equation.primitive.name == "conv_general_dilated":
-                return True
-            for param in equation.params.values():
-                inner = getattr(param, "jaxpr", param)
-                if hasattr(inner, "eqns") and search(inner):
-                    return True
-                if isinstance(param, tuple | list):
-                    for item in param:
-                        inner = getattr(item, "jaxpr", item)
-                        if hasattr(inner, "eqns") and search(inner):
-                            return True
-        return False
+        return any(
+            equation.primitive.name == "conv_general_dilated"
+            or any(search(inner) for inner in _inner_jaxprs(equation.params))
+            for equation in jaxpr.eqns
+        )
 
-    return search(closed.jaxpr)
+    return search(jax.make_jaxpr(function)(*args).jaxpr)
 
 
 def choose_execution(

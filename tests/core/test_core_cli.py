@@ -4,7 +4,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
@@ -24,16 +23,6 @@ def saved_result(tmp_path):
     path = tmp_path / "result.json"
     result.save(path)
     return result, path
-
-
-@pytest.fixture
-def no_show(monkeypatch):
-    def forbidden(*args, **kwargs):
-        raise AssertionError("plt.show() must not be called")
-
-    monkeypatch.setattr(plt, "show", forbidden)
-    yield
-    plt.close("all")
 
 
 @pytest.mark.usefixtures("no_show")

@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from core_testing import reference_ewa
 
 from lrfind_core import (
     FinderConfig,
@@ -30,18 +31,6 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LRS = exponential_schedule(1e-6, 1.0, 100)
 
 
-def reference_ewa(losses, beta, debias):
-    smoothed, average = [], 0.0
-    for t, x in enumerate(losses):
-        if debias:
-            average = beta * average + (1 - beta) * x
-            smoothed.append(average / (1 - beta ** (t + 1)))
-        else:
-            average = x if t == 0 else beta * average + (1 - beta) * x
-            smoothed.append(average)
-    return np.asarray(smoothed)
-
-
 def falling_curve(n=100):
     """A loss that falls the whole way: never diverges."""
     return 2.0 - np.log1p(np.arange(n)) / 10
@@ -51,16 +40,6 @@ def diverging_curve():
     """Falls to 0.5 at step 49 (1 - 49/98), then rises 0.4 a step: 0.9, 1.3, 1.7, 2.1, ..."""
     steps = np.arange(100)
     return np.where(steps < 50, 1.0 - steps / 98, 0.5 + 0.4 * (steps - 49))
-
-
-@pytest.fixture
-def no_show(monkeypatch):
-    def forbidden(*args, **kwargs):
-        raise AssertionError("plt.show() must not be called")
-
-    monkeypatch.setattr(plt, "show", forbidden)
-    yield
-    plt.close("all")
 
 
 def raising_constant(name):

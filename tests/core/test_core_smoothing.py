@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 import pytest
+from core_testing import reference_ewa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,20 +17,6 @@ losses_lists = st.lists(
     st.floats(min_value=-1e3, max_value=1e3, allow_nan=False), min_size=1, max_size=60
 )
 betas = st.floats(min_value=0.0, max_value=0.995)
-
-
-def reference_ewa(losses, beta, debias):
-    """The module docstring's formulas, written out step by step."""
-    smoothed = []
-    average = 0.0
-    for t, x in enumerate(losses):
-        if debias:
-            average = beta * average + (1 - beta) * x
-            smoothed.append(average / (1 - beta ** (t + 1)))
-        else:
-            average = x if t == 0 else beta * average + (1 - beta) * x
-            smoothed.append(average)
-    return smoothed
 
 
 def torch_lr_finder_smoothing(losses, smooth_f=0.05):

@@ -78,3 +78,16 @@ def assert_tree_equal(before: Any, after: Any) -> None:
     assert def_before == def_after
     for a, b in zip(flat_before, flat_after, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def patch_monitor(monkeypatch: Any, decide: Any) -> None:
+    """Replace the in-loop monitor's stop code by ``decide(count, code)``."""
+    import lrfind_jax.sweep
+
+    original = lrfind_jax.sweep.monitor_update
+
+    def patched(state: Any, loss: Any, settings: Any, xp: Any) -> Any:
+        new_state, smoothed, code = original(state, loss, settings, xp)
+        return new_state, smoothed, decide(state.ewa.count, code)
+
+    monkeypatch.setattr(lrfind_jax.sweep, "monitor_update", patched)

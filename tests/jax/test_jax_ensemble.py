@@ -21,9 +21,9 @@ from lrfind_jax_testing import (
     init_mlp,
     make_data,
     mlp_loss,
+    patch_monitor,
 )
 
-import lrfind_jax.sweep
 from lrfind_core import ewa_smooth, find_stop, make_config
 from lrfind_core.ensemble import end_losses
 from lrfind_jax import lr_find, lr_find_nnx
@@ -194,23 +194,13 @@ def test_a_one_shot_iterator_that_runs_out_shortens_the_last_sweeps(params, data
         lr_find(noisy_loss, params, SGD, iter(batches[:70]), rng=RNG, num_sweeps=K, **quiet)
 
 
-def _patched_monitor(monkeypatch, decide):
-    original = lrfind_jax.sweep.monitor_update
-
-    def patched(state, loss, settings, xp):
-        new_state, smoothed, code = original(state, loss, settings, xp)
-        return new_state, smoothed, decide(state.ewa.count, code)
-
-    monkeypatch.setattr(lrfind_jax.sweep, "monitor_update", patched)
-
-
 def test_in_loop_hints_are_resumed_and_missed_stops_are_caught_per_sweep(
     monkeypatch, params, data, sweeps
 ):
     """A float32 hint at step 5 that the host does not confirm is resumed; the real
     stops are missed in the loop and made by the host, which freezes those sweeps."""
     result, _ = sweeps
-    _patched_monitor(monkeypatch, lambda count, code: jnp.where(count == 5, 2, 0))
+    patch_monitor(monkeypatch, lambda count, code: jnp.where(count == 5, 2, 0))
 
     def patched_loss(p, state, batch, key):  # a new function: a new program with the patch
         return noisy_loss(p, state, batch, key)

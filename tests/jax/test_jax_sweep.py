@@ -17,9 +17,9 @@ from lrfind_jax_testing import (
     init_mlp,
     make_data,
     mlp_loss,
+    patch_monitor,
 )
 
-import lrfind_jax.sweep
 from lrfind_core import STOP_NONE, LRFindResult, ewa_smooth, find_stop, make_config
 from lrfind_jax import DEFAULT_CHUNK_SIZE, clear_program_cache, lr_find
 
@@ -283,22 +283,11 @@ def test_unhashable_functions_work_but_recompile(params, data):
     np.testing.assert_array_equal(first.losses, second.losses)
 
 
-def _patched_monitor(monkeypatch, decide):
-    """Replace the in-loop monitor's stop code by ``decide(count, code)``."""
-    original = lrfind_jax.sweep.monitor_update
-
-    def patched(state, loss, settings, xp):
-        new_state, smoothed, code = original(state, loss, settings, xp)
-        return new_state, smoothed, decide(state.ewa.count, code)
-
-    monkeypatch.setattr(lrfind_jax.sweep, "monitor_update", patched)
-
-
 def test_an_early_in_loop_stop_hint_is_resumed_until_the_host_rule_fires(
     monkeypatch, params, data, single
 ):
     # The float32 hint fires at steps 5 and 6, where the float64 rule does not.
-    _patched_monitor(monkeypatch, lambda count, code: jnp.where(
+    patch_monitor(monkeypatch, lambda count, code: jnp.where(
         (count == 5) | (count == 6), 2, code))
 
     def other_loss(p, batch):  # a new function: a new program with the patch in it
@@ -311,7 +300,7 @@ def test_an_early_in_loop_stop_hint_is_resumed_until_the_host_rule_fires(
 
 
 def test_a_missed_in_loop_stop_is_caught_by_the_host(monkeypatch, params, data, single):
-    _patched_monitor(monkeypatch, lambda count, code: jnp.zeros_like(code))
+    patch_monitor(monkeypatch, lambda count, code: jnp.zeros_like(code))
 
     def another_loss(p, batch):
         return mlp_loss(p, batch)
