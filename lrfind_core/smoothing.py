@@ -19,6 +19,7 @@ inside a compiled loop.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -44,6 +45,14 @@ def ewa_init(xp: Any = python_scalars, dtype: Any = None) -> EwaState:
     )
 
 
+@functools.lru_cache(maxsize=32)
+def new_value_weight(beta: float) -> float:
+    """torch-lr-finder's ``smooth_f`` for ``beta``: ``1 - beta`` as the decimal it was
+    written as (0.95 gives 0.05, not 0.050000000000000044), so that
+    ``w * loss + (1 - w) * prev`` matches that tool bit for bit."""
+    return float(f"{1.0 - beta:.15g}")
+
+
 def ewa_update(
     state: EwaState, loss: Any, *, beta: float, debias: bool, xp: Any = python_scalars
 ) -> tuple[EwaState, Any]:
@@ -57,9 +66,7 @@ def ewa_update(
         beta_power = state.beta_power * beta
         smoothed = average / (1.0 - beta_power)
     else:
-        # torch-lr-finder's form, w * loss + (1 - w) * prev, with w = 1 - beta as the
-        # decimal it was written as (0.95 -> 0.05, not 0.050000000000000044): bit for bit.
-        weight = float(f"{alpha:.15g}")
+        weight = new_value_weight(beta)
         average = xp.where(
             state.count == 0, loss, weight * loss + (1.0 - weight) * state.average
         )
