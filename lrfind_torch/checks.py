@@ -90,9 +90,8 @@ def check_sweep_options(
             f"autocast_dtype must be a torch.dtype (torch.float16 or torch.bfloat16), got "
             f"{autocast_dtype!r}"
         )
-    if grad_scaler is not None and not all(
-        hasattr(grad_scaler, name) for name in ("scale", "step", "update", "get_scale")
-    ):
+    scaler_methods = ("scale", "step", "update", "get_scale", "_found_inf_per_device")
+    if grad_scaler is not None and not all(hasattr(grad_scaler, name) for name in scaler_methods):
         raise TypeError(
             f"grad_scaler must be a torch.amp.GradScaler, got {type(grad_scaler).__name__}"
         )

@@ -31,15 +31,11 @@ from lrfind_torch.distributed import (
     share_from_rank0,
     world_size,
 )
-from lrfind_torch.recording import LossRecorder, read_losses
+from lrfind_torch.recording import LossRecorder, read_steps
 from lrfind_torch.state import TrainingSnapshot
 from lrfind_torch.step import TrainStep, loss_computation
 
 logger = logging.getLogger("lrfind_torch")
-
-MAX_CONSECUTIVE_SKIPS = 20
-"""A GradScaler that skips this many updates in a row ends the sweep."""
-
 
 def default_sync_every(device: torch.device) -> int:
     """Steps between host reads of the losses: 1 on CPU (reads are free), 10 elsewhere."""
@@ -134,8 +130,10 @@ def lr_find(
       accumulation_steps: micro-batches per optimizer step; the LR advances per
         optimizer step and the recorded loss is the micro-batch mean.
       autocast_dtype: run forward passes under ``torch.autocast`` with this dtype.
-      grad_scaler: a ``torch.amp.GradScaler``. Updates it skips (inf/NaN grads) do
-        not advance the LR; they are listed in ``result.meta["skipped_steps"]``.
+      grad_scaler: a ``torch.amp.GradScaler``. An update it skips (inf/NaN grads)
+        still uses up its LR and keeps its loss (measured before the update); it is
+        listed in ``result.meta["skipped_steps"]``. 20 skips in a row, or a sweep
+        whose every update is skipped, end the curve where the skips began.
       max_grad_norm: clip the gradient norm before each step.
       val_data: record the mean loss over the first ``val_batches`` batches of it
         (eval mode, no grad) after every ``val_every``-th step, instead of the
@@ -358,45 +356,30 @@ def _sweep(
     groups = step.optimizer.param_groups
     step.model.train()
     recorder = LossRecorder(config, sync_every, group)
-    skipped: list[dict[str, float]] = []
     end_reason: str | None = None
-    consecutive_skips = 0
     index = 0
-    steps_run = 0
     bar = tqdm(total=config.num_steps, desc="lr_find", disable=not progress, leave=False)
     try:
         while index < config.num_steps and not recorder.stopped:
             _set_lrs(groups, group_lrs[index])
-            scale_before = None if step.grad_scaler is None else step.grad_scaler.get_scale()
             try:
-                loss = step.run()
+                loss, found_inf = step.run()
             except DataExhausted as exhausted:
                 end_reason = exhausted_reason(index)
                 step.batches.notices.append(f"{exhausted}; the sweep ended after {index} steps")
                 break
-            steps_run += 1
-            if scale_before is not None and step.grad_scaler.get_scale() < scale_before:
-                skipped.append({"step": index, "lr": schedule[index], "loss": loss.item()})
-                consecutive_skips += 1
-                if consecutive_skips >= MAX_CONSECUTIVE_SKIPS:
-                    end_reason = f"GradScaler skipped {MAX_CONSECUTIVE_SKIPS} updates in a row"
-                    break
-                continue
-            consecutive_skips = 0
             index += 1
+            point = loss
             if validation is not None:
-                if index % val_every:
-                    continue
-                loss = step.validation_loss(validation)
-            if recorder.add(schedule[index - 1], loss):
+                point = None if index % val_every else step.validation_loss(validation)
+            if recorder.add(index - 1, schedule[index - 1], loss, found_inf, point):
                 bar.update(index - bar.n)
-        if not recorder.stopped:
-            recorder.flush()
+        recorder.finish()
         bar.update(index - bar.n)
     finally:
         bar.close()
-    facts = {"steps_run": steps_run, "skipped_steps": skipped}
-    return recorder, end_reason, facts
+    facts = {"steps_run": index, "skipped_steps": recorder.skipped}
+    return recorder, recorder.end_reason or end_reason, facts
 
 
 def _reseed(snapshot_state: TrainingSnapshot, seed: int | None) -> None:
@@ -454,7 +437,9 @@ def _sweeps(
         )
         curves.append(recorder.losses)
         facts["steps_run"] += sweep_facts["steps_run"]
-        facts["skipped_steps"] += sweep_facts["skipped_steps"]
+        facts["skipped_steps"] += [
+            {**entry, "sweep": number} for entry in sweep_facts["skipped_steps"]
+        ]
         facts["end_reason"] = facts["end_reason"] or end_reason
     facts["val_every"] = val_every if validation is not None else None
     return curves, facts
@@ -473,7 +458,7 @@ def _independent(
     Runs go up the grid; once the core's stop rule fires on the runs' scores
     (:func:`lrfind_core.ensemble.score_stop`), the higher LRs are not run. Returns
     ``run_losses`` (K, M, steps_per_lr), NaN for runs not made, and facts with the
-    runs made per curve.
+    runs made per curve and the updates a GradScaler skipped (by sweep, run, step).
     """
     from tqdm.auto import tqdm
 
@@ -483,6 +468,7 @@ def _independent(
     steps, micro = config.steps_per_lr, config.steps_per_lr * step.accumulation_steps
     runs = np.full((config.num_sweeps, len(grid), steps), np.nan)
     made = [0] * config.num_sweeps
+    skipped: list[dict[str, Any]] = []
     source = step.batches
     bar = tqdm(
         total=runs.shape[0] * len(grid) * steps, desc="lr_find", disable=not progress, leave=False
@@ -496,8 +482,15 @@ def _independent(
                 step.batches = BatchSource(batches, "train_data")
                 step.model.train()
                 _set_lrs(groups, group_lrs[index])
-                losses = read_losses([step.run() for _ in range(steps)], group)
+                outputs = [step.run() for _ in range(steps)]
+                found_infs = None if step.grad_scaler is None else [f for _, f in outputs]
+                losses, flags = read_steps([loss for loss, _ in outputs], found_infs, group)
                 runs[curve, index] = losses
+                skipped += [
+                    {"sweep": curve, "run": index, "step": number, "lr": grid[index].item(),
+                     "loss": losses[number]}
+                    for number, flag in enumerate(flags) if flag
+                ]
                 made[curve] = index + 1
                 bar.update(steps)
                 scores = end_losses(runs[curve, : index + 1], config.average_last)
@@ -506,4 +499,4 @@ def _independent(
     finally:
         step.batches = source
         bar.close()
-    return runs, {"steps_run": sum(made) * steps, "runs_made": made}
+    return runs, {"steps_run": sum(made) * steps, "runs_made": made, "skipped_steps": skipped}

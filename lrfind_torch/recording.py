@@ -1,14 +1,17 @@
-"""Recording raw losses on the device and reading them to the host in batches.
+"""Recording losses on the device and reading them to the host in batches.
 
-Losses stay on the device as detached 0-d tensors; every ``sync_every`` steps the
-queue is read with one transfer (and, under ``torch.distributed``, averaged over
-ranks with one ``all_reduce``), and the core's online stop rule is applied to
-each value on the host. Every rank sees the same averaged values, so every rank
-stops at the same step.
+Every optimizer step queues its detached 0-d training loss, its GradScaler
+found-inf flag (when a scaler is used) and, when it adds a point to the curve, the
+point's loss (the training loss, or a validation loss). Every ``sync_every`` steps
+the queue is read with one transfer (under ``torch.distributed``, averaged over
+ranks with one ``all_reduce``), and the host applies, step by step, the core's
+online stop rule and the GradScaler skip rule. Every rank sees the same averaged
+values, so every rank stops at the same step.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -16,52 +19,145 @@ import torch
 from lrfind_core import FinderConfig, MonitorSettings
 from lrfind_core.monitor import monitor_init, monitor_update
 
+MAX_CONSECUTIVE_SKIPS = 20
+"""A GradScaler that skips this many updates in a row ends the sweep."""
 
-def read_losses(pending: list[torch.Tensor], group: Any = None) -> list[float]:
-    """The queued losses as floats: one transfer, averaged over ``group``'s ranks if set."""
+
+def read_values(values: list[torch.Tensor], group: Any = None) -> list[float]:
+    """0-d tensors as floats: one transfer, averaged over ``group``'s ranks if set."""
     if group is None:
-        if len(pending) == 1:
-            return [pending[0].item()]
-        return torch.stack(pending).tolist()
+        if len(values) == 1:
+            return [values[0].item()]
+        return torch.stack([value.float() for value in values]).tolist()
     import torch.distributed as dist
 
-    stacked = torch.stack([loss.float() for loss in pending])
+    stacked = torch.stack([value.float() for value in values])
     dist.all_reduce(stacked, op=dist.ReduceOp.SUM, group=group)
     return (stacked / dist.get_world_size(group)).tolist()
 
 
+def read_steps(
+    losses: list[torch.Tensor], found_infs: list[torch.Tensor] | None, group: Any = None
+) -> tuple[list[float], list[bool]]:
+    """Losses and "update skipped" flags of some steps, read with one transfer."""
+    if found_infs is None:
+        return read_values(losses, group), [False] * len(losses)
+    values = read_values([*losses, *found_infs], group)
+    return values[: len(losses)], [flag > 0 for flag in values[len(losses) :]]
+
+
+@dataclass
+class QueuedStep:
+    """One optimizer step whose values are still on the device."""
+
+    index: int
+    lr: float
+    loss: torch.Tensor
+    found_inf: torch.Tensor | None
+    point: torch.Tensor | None
+    """The loss this step adds to the curve (``loss`` itself, a validation loss) or None."""
+
+
+def _separate_point(step: QueuedStep) -> bool:
+    """Whether the step's point is a value of its own (a validation loss) to read."""
+    return step.point is not None and step.point is not step.loss
+
+
 class LossRecorder:
-    """Recorded (lr, raw loss) pairs, read from the device in batches, with the stop rule."""
+    """The curve's (lr, loss) points, read from the device in batches, with the stop rules.
+
+    A step whose update the GradScaler skipped keeps its LR and its point (the loss
+    was measured before the skipped update) and is listed in ``skipped``. A run of
+    ``MAX_CONSECUTIVE_SKIPS`` skipped updates, or a sweep in which every update was
+    skipped, ends the curve where the run began: past it the model did not train.
+    """
 
     def __init__(self, config: FinderConfig, sync_every: int, group: Any = None) -> None:
         self.settings = MonitorSettings(config.beta, config.debias, config.diverge_factor)
         self.monitor = monitor_init()
         self.sync_every = sync_every
+        self.group = group
         self.lrs: list[float] = []
         self.losses: list[float] = []
-        self.pending: list[torch.Tensor] = []
-        self.pending_lrs: list[float] = []
+        self.skipped: list[dict[str, Any]] = []
+        self.queue: list[QueuedStep] = []
         self.stopped = False
-        self.group = group
+        self.end_reason: str | None = None
+        self.steps_read = 0
+        self.skip_run = 0
+        self.points_before_skip_run = 0
 
-    def add(self, lr: float, loss: torch.Tensor) -> int:
-        """Queue one point; at a sync point, read the queue. Returns points read."""
-        self.pending.append(loss)
-        self.pending_lrs.append(lr)
-        return self.flush() if len(self.pending) >= self.sync_every else 0
+    def add(
+        self,
+        index: int,
+        lr: float,
+        loss: torch.Tensor,
+        found_inf: torch.Tensor | None = None,
+        point: torch.Tensor | None = None,
+    ) -> int:
+        """Queue step ``index``; at a sync point, read the queue. Returns steps read."""
+        self.queue.append(QueuedStep(index, lr, loss, found_inf, point))
+        return self.flush() if len(self.queue) >= self.sync_every else 0
 
     def flush(self) -> int:
-        """Read every queued loss to the host and apply the stop rule to each."""
-        if not self.pending:
+        """Read every queued step to the host and apply the stop rules to each, in order."""
+        if not self.queue:
             return 0
-        count = len(self.pending)
-        for lr, value in zip(self.pending_lrs, read_losses(self.pending, self.group), strict=True):
-            self.lrs.append(lr)
+        queue, self.queue = self.queue, []
+        extra = [step.point for step in queue if _separate_point(step)]
+        scaled = queue[0].found_inf is not None
+        values = read_values(
+            [
+                *(step.loss for step in queue),
+                *(step.found_inf for step in queue if scaled),
+                *extra,
+            ],
+            self.group,
+        )
+        losses = values[: len(queue)]
+        flags = [flag > 0 for flag in values[len(queue) : 2 * len(queue)]] if scaled else None
+        extra_values = iter(values[len(values) - len(extra) :])
+        for position, step in enumerate(queue):
+            self.steps_read += 1
+            if flags is not None and self._note_skip(step, losses[position], flags[position]):
+                break
+            if step.point is None:
+                continue
+            value = losses[position] if step.point is step.loss else next(extra_values)
+            self.lrs.append(step.lr)
             self.losses.append(value)
             self.monitor, _, code = monitor_update(self.monitor, value, self.settings)
             if code:
                 self.stopped = True
                 break
-        self.pending.clear()
-        self.pending_lrs.clear()
-        return count
+        return len(queue)
+
+    def _note_skip(self, step: QueuedStep, loss: float, skipped: bool) -> bool:
+        """Track runs of skipped updates; True when one ends the sweep."""
+        if not skipped:
+            self.skip_run = 0
+            return False
+        if self.skip_run == 0:
+            self.points_before_skip_run = len(self.losses)
+        self.skip_run += 1
+        self.skipped.append({"step": step.index, "lr": step.lr, "loss": loss})
+        if self.skip_run < MAX_CONSECUTIVE_SKIPS:
+            return False
+        self._cut_skip_run(f"GradScaler skipped {MAX_CONSECUTIVE_SKIPS} updates in a row")
+        return True
+
+    def finish(self) -> None:
+        """Read what is queued; a sweep whose every update was skipped keeps no point."""
+        if not self.stopped:
+            self.flush()
+        if not self.stopped and self.steps_read and self.skip_run == self.steps_read:
+            self._cut_skip_run(
+                f"GradScaler skipped every update ({self.steps_read} of {self.steps_read}): "
+                "inf/NaN gradients at every scale it tried"
+            )
+
+    def _cut_skip_run(self, reason: str) -> None:
+        del self.lrs[self.points_before_skip_run :]
+        del self.losses[self.points_before_skip_run :]
+        self.stopped = True
+        self.end_reason = reason

@@ -47,8 +47,12 @@ class TrainStep:
             self.reshape = loss.ndim != 0
         return loss.reshape(()) if self.reshape else loss
 
-    def run(self) -> torch.Tensor:
-        """One optimizer step (``accumulation_steps`` micro-batches); the mean loss, detached."""
+    def run(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One optimizer step (``accumulation_steps`` micro-batches).
+
+        Returns the mean loss, detached, and with a GradScaler its found-inf flag
+        (> 0 when the scaler skipped this update), both left on the device.
+        """
         self.optimizer.zero_grad(set_to_none=True)
         scaler = self.grad_scaler
         if self.accumulation_steps == 1:
@@ -68,10 +72,11 @@ class TrainStep:
             torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
         if scaler is None:
             self.optimizer.step()
-        else:
-            scaler.step(self.optimizer)
-            scaler.update()
-        return total
+            return total, None
+        scaler.step(self.optimizer)
+        found_inf = found_inf_flag(scaler, self.optimizer)  # update() clears it
+        scaler.update()
+        return total, found_inf
 
     @torch.no_grad()
     def validation_loss(self, batches: list[Any]) -> torch.Tensor:
@@ -86,6 +91,18 @@ class TrainStep:
             return total / len(batches)
         finally:
             self.model.train()
+
+
+def found_inf_flag(scaler: Any, optimizer: torch.optim.Optimizer) -> torch.Tensor:
+    """The scaler's found-inf count of its last ``step`` (> 0: skipped), on the device.
+
+    Read from the scaler's per-device flags before ``update()``, so that knowing
+    whether an update was skipped costs no host sync.
+    """
+    flags = list(scaler._found_inf_per_device(optimizer).values())
+    if len(flags) == 1:
+        return flags[0]
+    return torch.stack([flag.to(flags[0].device) for flag in flags]).sum()
 
 
 def loss_computation(

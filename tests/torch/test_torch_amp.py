@@ -15,10 +15,10 @@ from torch_helpers import assert_restored, batches, capture, cross_entropy, f32,
 
 from lrfind_core import make_config
 from lrfind_torch import lr_find
-from lrfind_torch.finder import MAX_CONSECUTIVE_SKIPS
+from lrfind_torch.recording import MAX_CONSECUTIVE_SKIPS
 
 SWEEP = {"start_lr": 1e-4, "end_lr": 1.0, "num_steps": 12, "progress": False}
-INIT_SCALE = 2.0**30  # float16 gradients overflow until the scale has halved ~13 times
+INIT_SCALE = 2.0**20  # float16 gradients overflow until the scale has halved a few times
 
 
 def amp_setup(init_scale: float = INIT_SCALE) -> tuple[nn.Module, Any, Any, list[Any]]:
@@ -32,13 +32,12 @@ def amp_setup(init_scale: float = INIT_SCALE) -> tuple[nn.Module, Any, Any, list
 def reference_amp_sweep(
     model: nn.Module, optimizer: Any, scaler: Any, data: list[Any], lrs: np.ndarray
 ) -> tuple[list[int], list[float]]:
-    """Independent loop: skipped updates (by LR index) and recorded losses."""
+    """Independent loop: the steps whose update was skipped, and every step's loss."""
     stream = itertools.cycle(data)
     skipped, losses = [], []
-    index = 0
     model.train()
-    while index < len(lrs):
-        optimizer.param_groups[0]["lr"] = f32(lrs[index])
+    for index, lr in enumerate(lrs):
+        optimizer.param_groups[0]["lr"] = f32(lr)
         optimizer.zero_grad(set_to_none=True)
         inputs, target = next(stream)
         with torch.autocast("cpu", dtype=torch.float16):
@@ -49,36 +48,74 @@ def reference_amp_sweep(
         scaler.update()
         if scaler.get_scale() < scale:
             skipped.append(index)
-            continue
         losses.append(loss.item())
-        index += 1
     return skipped, losses
 
 
-def test_skipped_steps_are_listed_and_do_not_advance_the_lr() -> None:
-    model, optimizer, scaler, data = amp_setup()
+def run_amp_sweep(init_scale: float = INIT_SCALE, **options: Any) -> None:
+    """lr_find against the reference loop: same skipped steps, same curve, state restored."""
+    model, optimizer, scaler, data = amp_setup(init_scale)
     reference = copy.deepcopy((model, optimizer, scaler))
     before = capture(model, optimizer, scaler)
+    sweep = {**SWEEP, **options}
 
     result = lr_find(
         model, optimizer, data, loss_fn=cross_entropy, autocast_dtype=torch.float16,
-        grad_scaler=scaler, **SWEEP,
+        grad_scaler=scaler, **sweep,
     )
 
-    planned = make_config(**{k: v for k, v in SWEEP.items() if k != "progress"}).learning_rates()
+    planned = make_config(
+        **{k: v for k, v in sweep.items() if k not in ("progress", "sync_every")}
+    ).learning_rates()
     expected_skips, expected_losses = reference_amp_sweep(*reference, data, planned)
-    assert len(expected_skips) >= 3  # the setup really overflows at first
+    assert 3 <= len(expected_skips) < len(planned) // 2  # overflows at first, then trains
     skipped = result.meta["skipped_steps"]
     assert [entry["step"] for entry in skipped] == expected_skips
     assert [entry["lr"] for entry in skipped] == [planned[i] for i in expected_skips]
-    assert all(math.isfinite(entry["loss"]) for entry in skipped)
-    assert result.meta["steps_run"] == len(result.lrs) + len(skipped)
+    assert [entry["loss"] for entry in skipped] == [expected_losses[i] for i in expected_skips]
+    assert {entry["sweep"] for entry in skipped} == {0}
+    assert result.meta["steps_run"] == len(planned)
     assert result.meta["autocast_dtype"] == "torch.float16"
-    # Skips don't advance the LR: the curve is the plan from its start, step by step.
-    np.testing.assert_array_equal(result.lrs, planned[: len(result.lrs)])
-    assert len(result.lrs) == len(expected_losses)
+    # A skipped update uses up its LR; its loss (measured before it) stays on the curve.
+    np.testing.assert_array_equal(result.lrs, planned)
     np.testing.assert_array_equal(result.losses, expected_losses)
     assert_restored(before, model, optimizer, scaler)
+
+
+def test_skipped_steps_are_listed_and_use_up_their_lr() -> None:
+    run_amp_sweep()
+
+
+def test_skips_are_read_at_sync_points_the_same_as_every_step() -> None:
+    """Flags read in batches (as on a GPU) give the same skips and curve."""
+    run_amp_sweep(sync_every=5)
+
+
+def test_validation_points_keep_their_lrs_when_updates_are_skipped() -> None:
+    model, optimizer, scaler, data = amp_setup()
+    twin = copy.deepcopy((model, optimizer, scaler))
+    options = {"loss_fn": cross_entropy, "autocast_dtype": torch.float16, **SWEEP}
+    trained = lr_find(model, optimizer, data, grad_scaler=scaler, **options)
+    validated = lr_find(
+        twin[0], twin[1], data, grad_scaler=twin[2], val_data=data[:2], val_every=3, **options
+    )
+    assert validated.meta["skipped_steps"] == trained.meta["skipped_steps"]
+    np.testing.assert_array_equal(validated.lrs, trained.lrs[2::3])
+    assert validated.meta["loss_kind"] == "validation"
+
+
+def test_skip_detection_reads_nothing_from_the_scaler_per_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No host read of the scale (a sync on a GPU) happens inside the sweep."""
+    model, optimizer, scaler, data = amp_setup()
+    reads = []
+    monkeypatch.setattr(scaler, "get_scale", lambda: reads.append(1) or 1.0)
+    lr_find(
+        model, optimizer, data, loss_fn=cross_entropy, autocast_dtype=torch.float16,
+        grad_scaler=scaler, **SWEEP,
+    )
+    assert reads == []
 
 
 def test_used_scaler_is_restored_exactly() -> None:
@@ -114,7 +151,20 @@ def test_used_scaler_is_restored_exactly() -> None:
     assert scaler.get_scale() == before.scaler_state["scale"]
 
 
-def test_consecutive_skips_end_the_sweep() -> None:
+class InfiniteGradient(torch.autograd.Function):
+    """The identity forward; an infinite gradient backward (a finite loss, overflowing grads)."""
+
+    @staticmethod
+    def forward(ctx: Any, value: torch.Tensor) -> torch.Tensor:
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad * math.inf
+
+
+@pytest.mark.parametrize("sync_every", [1, 7])
+def test_consecutive_skips_end_the_curve_where_they_began(sync_every: int) -> None:
     model, optimizer, _, data = amp_setup()
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
     before = capture(model, optimizer, scaler)
@@ -124,39 +174,61 @@ def test_consecutive_skips_end_the_sweep() -> None:
         calls.append(1)
         inputs, target = batch
         loss = cross_entropy(model(inputs), target)
-        return loss if len(calls) <= 5 else loss * math.inf  # every later update overflows
+        return loss if len(calls) <= 5 else InfiniteGradient.apply(loss)  # overflows from here
 
     result = lr_find(
-        model, optimizer, data, step_fn=step_fn, grad_scaler=scaler, **{**SWEEP, "num_steps": 40}
+        model, optimizer, data, step_fn=step_fn, grad_scaler=scaler,
+        **{**SWEEP, "num_steps": 40, "sync_every": sync_every},
     )
 
     assert len(result.lrs) == 5
-    assert result.stop_step is None  # the infinite losses were skipped, never recorded
+    assert result.stop_step is None
     assert result.stop_reason == f"GradScaler skipped {MAX_CONSECUTIVE_SKIPS} updates in a row"
-    assert [entry["step"] for entry in result.meta["skipped_steps"]] == [5] * MAX_CONSECUTIVE_SKIPS
+    steps = [entry["step"] for entry in result.meta["skipped_steps"]]
+    assert steps == list(range(5, 5 + MAX_CONSECUTIVE_SKIPS))
+    # Steps queued after the 20th skip (up to the sync point) ran but are not on the curve.
+    last_skip = 5 + MAX_CONSECUTIVE_SKIPS
+    assert last_skip <= result.meta["steps_run"] < last_skip + sync_every
     assert np.all(np.isfinite(result.losses))
     assert_restored(before, model, optimizer, scaler)
 
 
 def test_a_sweep_whose_every_update_is_skipped_says_why() -> None:
-    """No update ever lands: the user must learn it was the GradScaler.
-
-    Either a result whose stop_reason names the GradScaler, or an error that does.
-    (An empty curve cannot become an LRFindResult; the core then raises "a curve
-    needs at least one recorded step", which hides the cause.)
-    """
+    """No update ever lands: the error names the GradScaler rather than a flat curve."""
     model, optimizer, scaler, data = amp_setup(init_scale=2.0**60)
     before = capture(model, optimizer, scaler)
-    try:
-        result = lr_find(
+    with pytest.raises(RuntimeError, match=r"GradScaler skipped every update \(12 of 12\)"):
+        lr_find(
             model, optimizer, data, loss_fn=cross_entropy, autocast_dtype=torch.float16,
             grad_scaler=scaler, **SWEEP,
         )
-    except (ValueError, RuntimeError) as error:
-        assert "GradScaler" in str(error), f"the error hides the cause: {error}"
-    else:
-        assert "GradScaler skipped" in result.stop_reason
     assert_restored(before, model, optimizer, scaler)
+
+
+def test_skipped_updates_are_listed_in_independent_mode() -> None:
+    model, optimizer, scaler, data = amp_setup()
+    reference = copy.deepcopy((model, optimizer, scaler))
+    result = lr_find(
+        model, optimizer, data, loss_fn=cross_entropy, autocast_dtype=torch.float16,
+        grad_scaler=scaler, mode="independent", num_steps=3, steps_per_lr=6, average_last=2,
+        progress=False,
+    )
+    grid = make_config(mode="independent", num_steps=3).learning_rates()
+    expected_skips, expected_losses = reference_amp_sweep(*reference, data, [grid[0]] * 6)
+    assert expected_skips  # the first run starts from the overflowing scale
+    assert result.meta["runs_made"][0] >= 2
+    # Every run starts from the same restored scaler and weights, so until its first
+    # update lands each run skips as run 0 does; run 0 is the reference loop.
+    skipped = result.meta["skipped_steps"]
+    assert [e["step"] for e in skipped if e["run"] == 0] == expected_skips
+    assert expected_skips == list(range(len(expected_skips)))  # no update lands before
+    for run in range(result.meta["runs_made"][0]):
+        run_skips = [e["step"] for e in skipped if e["run"] == run]
+        assert run_skips[: len(expected_skips)] == expected_skips
+    assert [e["lr"] for e in skipped if e["run"] == 0] == [grid[0]] * len(expected_skips)
+    assert [e["loss"] for e in skipped if e["run"] == 0] == [
+        expected_losses[i] for i in expected_skips
+    ]
 
 
 def test_disabled_scaler_is_the_same_as_none() -> None:
