@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from lrfind_core.array_namespace import python_scalars
+from lrfind_core.smoothing import ewa_smooth
 
 STOP_NONE = 0
 STOP_NON_FINITE = 1
@@ -81,15 +82,41 @@ def find_stop(
 ) -> tuple[int | None, int]:
     """First index where the rule fires over whole curves, and its code.
 
-    Returns ``(None, STOP_NONE)`` when the curve never stops.
+    Returns ``(None, STOP_NONE)`` when the curve never stops. The online rule
+    (:func:`stop_update`) is applied to every step at once with numpy: its only
+    carried value, the best smoothed loss before step ``t``, is a running minimum,
+    so each step's code is the one the online rule gives, in the same float64
+    operations.
     """
-    raw = np.asarray(losses, dtype=np.float64).tolist()
-    smoothed = np.asarray(smoothed_losses, dtype=np.float64).tolist()
-    if len(raw) != len(smoothed):
-        raise ValueError("losses and smoothed_losses must have the same length")
-    state = stop_init()
-    for index, (loss, value) in enumerate(zip(raw, smoothed, strict=True)):
-        state, code = stop_update(state, loss, value, index == 0, diverge_factor=diverge_factor)
-        if code != STOP_NONE:
-            return index, code
-    return None, STOP_NONE
+    raw = np.asarray(losses, dtype=np.float64)
+    smoothed = np.asarray(smoothed_losses, dtype=np.float64)
+    if raw.shape != smoothed.shape or raw.ndim != 1:
+        raise ValueError(
+            "losses and smoothed_losses must have the same length (1-D arrays), got shapes "
+            f"{raw.shape} and {smoothed.shape}"
+        )
+    if raw.size == 0:
+        return None, STOP_NONE
+    with np.errstate(invalid="ignore", over="ignore"):
+        best_before = np.empty_like(smoothed)
+        best_before[0] = smoothed[0]
+        np.minimum.accumulate(smoothed[:-1], out=best_before[1:])
+        is_first = np.zeros(raw.shape, dtype=bool)
+        is_first[0] = True
+        state = StopState(best=best_before, first=np.full_like(smoothed, smoothed[0]))
+        _, codes = stop_update(
+            state, raw, smoothed, is_first, diverge_factor=diverge_factor, xp=np
+        )
+    fired = np.flatnonzero(codes)
+    if fired.size == 0:
+        return None, STOP_NONE
+    return int(fired[0]), int(codes[fired[0]])
+
+
+def curve_stop(losses: Any, config: Any) -> int | None:
+    """First step where the stop rule fires on a raw curve, smoothed as ``config``
+    says, or None. ``config`` is anything with ``beta``, ``debias`` and
+    ``diverge_factor`` (a ``FinderConfig``, ``MonitorSettings``)."""
+    smoothed = ewa_smooth(losses, config.beta, config.debias)
+    stop, _ = find_stop(losses, smoothed, diverge_factor=config.diverge_factor)
+    return stop

@@ -4,12 +4,14 @@ The host prepares the sweep (config, optimizer state, learning rates, data),
 gets the compiled loop of :mod:`lrfind_jax.sweep` (cached across calls with the
 same shapes), and calls it once (``progress=False``, stacked data) or once per
 chunk of ``chunk_size`` updates (progress bar, or streamed data). After each call
-it reads the step, the stop code and the raw losses in one transfer and applies
-the core's float64 stop rule to the new losses. The in-loop float32 rule is only
-an early-exit hint: if it fired where the float64 rule did not (rounding at the
-boundary), the loop resumes where it stopped. The result is always
+it reads the step, the stop code and the raw losses in one transfer and, if
+another call would follow or the in-loop rule fired, applies the core's float64
+stop rule to the losses so far. The in-loop float32 rule is only an early-exit
+hint: if it fired where the float64 rule did not (rounding at the boundary), the
+loop resumes where it stopped. The result is always
 :meth:`lrfind_core.LRFindResult.from_curve` of the float64 schedule and the raw
-losses, so it comes from the same code as the torch backend's.
+losses, which applies the float64 rule to the whole curve, so it comes from the
+same code as the torch backend's.
 
 Repeated sweeps (``num_sweeps=K``) and independent runs (``mode="independent"``)
 run the same loop ``jax.vmap``-ed over R copies of the carry, as one compiled
@@ -37,11 +39,10 @@ from lrfind_core import (
     LRFindResult,
     MonitorSettings,
     make_config,
-    monitor_init,
-    monitor_update,
 )
 from lrfind_core._checks import check_choice, check_int
 from lrfind_core.batch_source import exhausted_reason
+from lrfind_core.stopping import curve_stop
 from lrfind_core.versions import package_versions
 from lrfind_jax.checks import (
     check_bool,
@@ -558,8 +559,6 @@ def _run(
     from tqdm.auto import tqdm
 
     total = config.num_steps
-    settings = MonitorSettings(config.beta, config.debias, config.diverge_factor)
-    monitor = monitor_init()
     loop = _Loop()
     stopped = False
     step = 0
@@ -592,17 +591,19 @@ def _run(
             new_step, code, recorded = jax.device_get((carry.step, carry.code, carry.losses))
             loop.calls += 1
             new_step = int(new_step)
-            for value in recorded[step:new_step].tolist():
-                loop.losses.append(value)
-                monitor, _, host_code = monitor_update(monitor, value, settings)
-                stopped = stopped or bool(host_code)
+            loop.losses.extend(recorded[step:new_step].tolist())
             bar.update(new_step - step)
             step = new_step
-            if code and not stopped:
-                # The float32 hint fired where the float64 rule does not: go on.
-                loop.resumes += 1
-                logger.debug("lr_find: in-loop stop at step %d not confirmed; resuming", step)
-                carry = carry._replace(code=jnp.zeros((), jnp.int32))
+            if code or step < total:
+                # Another call would follow: stop here if the float64 rule has fired.
+                # (After the last call the result applies that rule anyway.)
+                stopped = curve_stop(loop.losses, config) is not None
+                if code and not stopped:
+                    # The float32 hint fired where the float64 rule does not: go on.
+                    loop.resumes += 1
+                    logger.debug("lr_find: in-loop stop at step %d not confirmed; resuming",
+                                 step)
+                    carry = carry._replace(code=jnp.zeros((), jnp.int32))
     finally:
         bar.close()
     loop.run_time_s = time.perf_counter() - started
