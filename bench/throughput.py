@@ -19,7 +19,12 @@ JAX (arrays stacked on the device)
   * ``lrfind_jax``: ``lrfind_jax.lr_find(..., progress=False)``, one compiled program;
   * ``lrfind_jax_chunked``: ``progress=True``, one call per chunk (bar to /dev/null);
   * ``lrfind_jax_k8``: ``num_sweeps=8`` vmapped sweeps in one program, reported per
-    sweep (and as the ratio of its total to one sweep's time).
+    sweep (and as the ratio of its total to one sweep's time);
+  * ``jax_loop_floor`` (MLP only): the bare loop's jitted step inside one jitted
+    ``lax.fori_loop`` over the stacked batches, recording and checking nothing. No
+    compiled sweep can be cheaper, so bare / floor is the most any compiled sweep
+    can gain over the bare loop on this machine, and lrfind_jax / floor is what
+    lrfind's recording, stop rule and host work cost on top.
 
 Every contender trains the same initial state (torch: ``load_state_dict`` of a saved
 copy before each call, untimed) with the same LRs, ``START_LR`` to ``END_LR``
@@ -123,7 +128,12 @@ LABELS = {
     "lrfind_jax": "lrfind_jax.lr_find (single program)",
     "lrfind_jax_chunked": "lrfind_jax.lr_find (chunked, progress=True)",
     "lrfind_jax_k8": f"lrfind_jax.lr_find num_sweeps={NUM_SWEEPS}, per sweep",
+    "jax_loop_floor": "the bare step in a jitted lax.fori_loop (no recording, no stop)",
 }
+FLOOR_WORKLOADS = ("mlp",)
+"""Workloads that also time ``jax_loop_floor``: the cheapest a compiled sweep can be
+(the MLP, where lrfind_jax's speedup target is judged; XLA:CPU runs convolutions
+slowly inside loops, so the CNN's floor is not a loop)."""
 BARE = {"torch": "torch_bare", "jax": "jax_bare"}
 
 
@@ -343,7 +353,9 @@ def jax_contenders(workload: str, steps: int, device: str,
                    caps: dict[str, int]) -> list[Contender]:
     """The bare JAX loop and the three lrfind_jax modes on one workload."""
     import jax
+    import jax.numpy as jnp
     import optax
+    from jax import lax
 
     import lrfind_jax
     from lrfind_core import exponential_schedule
@@ -424,7 +436,32 @@ def jax_contenders(workload: str, steps: int, device: str,
 
         return warmup
 
+    @jax.jit
+    def loop_floor(params: Any, opt_state: Any, state: Any, lrs: Any) -> Any:
+        def body(i: Any, carry: tuple[Any, Any, Any, Any]) -> tuple[Any, Any, Any, Any]:
+            batch = jax.tree.map(lambda leaf: lax.dynamic_index_in_dim(leaf, i, keepdims=False),
+                                 setup.data)
+            return train_step(*carry[:3], batch, lrs[i])
+
+        return lax.fori_loop(0, lrs.shape[0], body,
+                             (params, opt_state, state, jnp.zeros((), jnp.float32)))
+
+    def floor(n: int) -> dict[str, Any]:
+        lrs = exponential_schedule(START_LR, END_LR, n).astype(np.float32)
+        params, opt_state, state = setup.params, optimizer.init(setup.params), setup.model_state
+        jax.block_until_ready(loop_floor(params, opt_state, state, lrs))
+        return {"steps_run": n}
+
+    def floor_warmup() -> dict[str, Any]:
+        started = time.perf_counter()
+        floor(steps)
+        seconds = time.perf_counter() - started
+        return {"first_call_s": seconds, "first_call_steps": steps, "compile_s": None,
+                "compile_note": "first call: compile + the steps"}
+
     contenders = [Contender("jax_bare", "jax", bare, bare_warmup, steps)]
+    if workload in FLOOR_WORKLOADS:
+        contenders.append(Contender("jax_loop_floor", "jax", floor, floor_warmup, steps))
     for name, progress, sweeps in (("lrfind_jax", False, 1), ("lrfind_jax_chunked", True, 1),
                                    ("lrfind_jax_k8", False, NUM_SWEEPS)):
         contender = Contender(name, "jax", finder(progress, sweeps), _never,
@@ -531,6 +568,12 @@ def summarise(contenders: list[Contender]) -> dict[str, Any]:
                 entry["sweep_loop_ratio_to_bare"] = statistics.median(
                     (loop / contender.steps) / theirs
                     for loop, theirs in zip(extras["sweep_time_s"], bare_per_step, strict=True))
+        floor = by_name.get("jax_loop_floor")
+        if (contender.framework == "jax" and floor is not None and not floor.unavailable
+                and contender is not floor):
+            floor_per_step = [record["seconds"] / floor.steps for record in floor.records]
+            entry["ratio_to_floor"] = statistics.median(
+                mine / theirs for mine, theirs in zip(per_step, floor_per_step, strict=True))
         single = by_name.get("lrfind_jax")
         if contender.sweeps > 1 and single is not None and not single.unavailable:
             one = [record["seconds"] / single.steps for record in single.records]
@@ -594,6 +637,13 @@ def judge(report: dict[str, Any]) -> list[dict[str, Any]]:
         targets.append({"target": "lrfind_jax >= 2x the per-step JAX loop (cpu, mlp)",
                         "workload": "mlp", "value": value,
                         "met": None if value is None else value >= 2.0})
+        for name, text in (("jax_bare", "bare JAX loop / compiled-loop floor: the most "
+                            "any compiled sweep can gain (informational)"),
+                           ("lrfind_jax", "lrfind_jax / compiled-loop floor (informational)")):
+            value = figure("mlp", name, "ratio_to_floor")
+            if value is not None:
+                targets.append({"target": text, "workload": "mlp", "value": value,
+                                "met": None})
     for workload in results:
         value = figure(workload, "lrfind_jax_k8", "total_to_one_sweep")
         gpu = device == "cuda"
