@@ -6,7 +6,13 @@ config and presets, and the :class:`LRFindResult` both backends return.
 
 from lrfind_core.array_namespace import python_scalars
 from lrfind_core.config import DEFAULT_METHODS, PRESETS, FinderConfig, make_config
-from lrfind_core.monitor import MonitorSettings, MonitorState, monitor_init, monitor_update
+from lrfind_core.monitor import (
+    MonitorSettings,
+    MonitorState,
+    monitor_fold,
+    monitor_init,
+    monitor_update,
+)
 from lrfind_core.result import LRFindResult
 from lrfind_core.schedules import SCHEDULES, exponential_schedule, linear_schedule, make_schedule
 from lrfind_core.smoothing import EwaState, ewa_init, ewa_smooth, ewa_update
@@ -55,6 +61,7 @@ __all__ = [
     "linear_schedule",
     "make_config",
     "make_schedule",
+    "monitor_fold",
     "monitor_init",
     "monitor_update",
     "python_scalars",

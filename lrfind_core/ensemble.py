@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from lrfind_core.serialization import decode_floats, encode_floats
-from lrfind_core.stopping import curve_stop
+from lrfind_core.smoothing import ewa_smooth
+from lrfind_core.stopping import find_stop
 
 
 def pad_curves(curves: list[np.ndarray], length: int) -> np.ndarray:
@@ -143,7 +144,9 @@ def score_stop(scores: np.ndarray, config: Any) -> int | None:
     The same smoothing and rule as a sweep's curve (``config.beta``, ``debias``,
     ``diverge_factor``; independent mode defaults to no smoothing). None if none fires.
     """
-    return curve_stop(scores, config)
+    smoothed = ewa_smooth(scores, config.beta, config.debias)
+    stop, _ = find_stop(scores, smoothed, diverge_factor=config.diverge_factor)
+    return stop
 
 
 def _runs_recorded(curve: np.ndarray) -> int:

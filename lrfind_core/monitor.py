@@ -8,6 +8,7 @@ so both backends report the same numbers.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from lrfind_core.array_namespace import python_scalars
@@ -45,3 +46,19 @@ def monitor_update(
         state.stop, loss, smoothed, is_first, diverge_factor=settings.diverge_factor, xp=xp
     )
     return MonitorState(ewa, stop), smoothed, code
+
+
+def monitor_fold(
+    state: MonitorState, losses: Iterable[float], settings: MonitorSettings
+) -> tuple[MonitorState, int | None]:
+    """Fold raw losses into the monitor in order, up to the first that fires the rule.
+
+    Returns the state after the last loss folded and that loss's offset in
+    ``losses`` (None when none fired). A backend checks a growing curve with it,
+    a chunk at a time, in time linear in the curve's length.
+    """
+    for offset, value in enumerate(losses):
+        state, _, code = monitor_update(state, value, settings)
+        if code:
+            return state, offset
+    return state, None

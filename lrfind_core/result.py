@@ -224,7 +224,7 @@ class LRFindResult:
             return single
         aggregate = median_curve([single.losses for single in singles])
         reasons = [single.stop_reason for single in singles]
-        common = max(set(reasons), key=reasons.count)
+        common = max(reasons, key=reasons.count)  # ties: the first curve's reason
         result = cls.from_curve(
             lrs[: len(aggregate)],
             aggregate,

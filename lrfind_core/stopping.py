@@ -25,7 +25,6 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from lrfind_core.array_namespace import python_scalars
-from lrfind_core.smoothing import ewa_smooth
 
 STOP_NONE = 0
 STOP_NON_FINITE = 1
@@ -90,10 +89,15 @@ def find_stop(
     """
     raw = np.asarray(losses, dtype=np.float64)
     smoothed = np.asarray(smoothed_losses, dtype=np.float64)
-    if raw.shape != smoothed.shape or raw.ndim != 1:
+    if raw.ndim != 1 or smoothed.ndim != 1:
         raise ValueError(
-            "losses and smoothed_losses must have the same length (1-D arrays), got shapes "
-            f"{raw.shape} and {smoothed.shape}"
+            f"losses and smoothed_losses must be 1-D curves, got shapes {raw.shape} and "
+            f"{smoothed.shape}"
+        )
+    if raw.shape != smoothed.shape:
+        raise ValueError(
+            "losses and smoothed_losses must have the same length, got "
+            f"{len(raw)} and {len(smoothed)}"
         )
     if raw.size == 0:
         return None, STOP_NONE
@@ -112,11 +116,3 @@ def find_stop(
         return None, STOP_NONE
     return int(fired[0]), int(codes[fired[0]])
 
-
-def curve_stop(losses: Any, config: Any) -> int | None:
-    """First step where the stop rule fires on a raw curve, smoothed as ``config``
-    says, or None. ``config`` is anything with ``beta``, ``debias`` and
-    ``diverge_factor`` (a ``FinderConfig``, ``MonitorSettings``)."""
-    smoothed = ewa_smooth(losses, config.beta, config.debias)
-    stop, _ = find_stop(losses, smoothed, diverge_factor=config.diverge_factor)
-    return stop

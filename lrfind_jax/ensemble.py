@@ -38,8 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from lrfind_core import FinderConfig, MonitorSettings, monitor_init
-from lrfind_core.stopping import curve_stop
+from lrfind_core import FinderConfig, MonitorSettings, monitor_fold, monitor_init
 from lrfind_jax.injection import LrGroup, lr_tables
 from lrfind_jax.sweep import SweepCarry, SweepInputs
 
@@ -205,16 +204,18 @@ def run_all(
 
     Each call advances every live run by up to ``steps_per_call`` updates (a
     stopped run gets ``end = step`` and stays frozen); one device-to-host read per
-    call. The float64 rule is applied to the losses so far of each run that the
-    float32 in-loop rule stopped or that has updates left: the run stops where it
-    fires; a run the in-loop rule stopped where it does not is resumed. (After a
-    run's last update, the result applies that rule anyway.)
+    call. The float64 rule is applied, incrementally, to the losses of each run
+    that the float32 in-loop rule stopped or that has not made all its planned
+    updates: the run stops where it fires; a run the in-loop rule stopped where it
+    does not is resumed. (A run that made every update is judged by the result.)
     """
     from tqdm.auto import tqdm
 
     count = len(plan.limits)
     loop = RunsLoop(np.full((count, plan.num_steps), np.nan), np.zeros(count, np.int64),
                     np.full(count, -1))
+    monitors = [monitor_init() for _ in range(count)]
+    checked = np.zeros(count, np.int64)
     started = time.perf_counter()
     bar = tqdm(total=int(plan.limits.sum()), desc="lr_find", disable=not progress, leave=False)
     try:
@@ -223,11 +224,17 @@ def run_all(
             carry = run(carry, inputs._replace(end=end.astype(np.int32)))
             new_steps, codes, loop.losses = jax.device_get((carry.step, carry.code, carry.losses))
             loop.calls += 1
-            # A run that stopped in the loop, or that another call would go on with.
-            check = (loop.stops < 0) & ((codes != 0) | (new_steps < plan.limits))
+            # Runs the in-loop hint stopped, or that have not run all their planned
+            # updates (more calls, or the data ran out): the float64 rule on the losses
+            # not yet checked. (A run that made every update is judged by the result.)
+            check = (loop.stops < 0) & ((codes != 0) | (new_steps < plan.num_steps))
             for r in np.flatnonzero(check):
-                stop = curve_stop(loop.losses[r, : new_steps[r]], plan.monitor)
-                loop.stops[r] = -1 if stop is None else stop
+                first = int(checked[r])
+                values = loop.losses[r, first : new_steps[r]].tolist()
+                monitors[r], fired = monitor_fold(monitors[r], values, plan.monitor)
+                checked[r] = new_steps[r]
+                if fired is not None:
+                    loop.stops[r] = first + fired
             bar.update(int(np.sum(new_steps - loop.steps)))
             loop.steps = new_steps.astype(np.int64)
             # The float32 hint fired where the float64 rule did not: go on.

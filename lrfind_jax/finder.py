@@ -39,10 +39,11 @@ from lrfind_core import (
     LRFindResult,
     MonitorSettings,
     make_config,
+    monitor_fold,
+    monitor_init,
 )
 from lrfind_core._checks import check_choice, check_int
 from lrfind_core.batch_source import exhausted_reason
-from lrfind_core.stopping import curve_stop
 from lrfind_core.versions import package_versions
 from lrfind_jax.checks import (
     check_bool,
@@ -559,6 +560,8 @@ def _run(
     from tqdm.auto import tqdm
 
     total = config.num_steps
+    settings = MonitorSettings(config.beta, config.debias, config.diverge_factor)
+    monitor, checked = monitor_init(), 0
     loop = _Loop()
     stopped = False
     step = 0
@@ -595,9 +598,12 @@ def _run(
             bar.update(new_step - step)
             step = new_step
             if code or step < total:
-                # Another call would follow: stop here if the float64 rule has fired.
-                # (After the last call the result applies that rule anyway.)
-                stopped = curve_stop(loop.losses, config) is not None
+                # The in-loop hint fired, or another call would follow: apply the float64
+                # rule to the losses not yet checked. (After the last call the result
+                # applies it to the whole curve anyway.)
+                monitor, fired = monitor_fold(monitor, loop.losses[checked:], settings)
+                checked = len(loop.losses)
+                stopped = fired is not None
                 if code and not stopped:
                     # The float32 hint fired where the float64 rule does not: go on.
                     loop.resumes += 1

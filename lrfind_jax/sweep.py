@@ -377,17 +377,18 @@ def _signature(tree: Any) -> Any:
 
 
 def _leaf_signature(leaf: Any) -> tuple[Any, ...]:
-    """Shape, dtype, weak type and sharding of one argument leaf. An array's own
-    dtype is read directly (``jnp.result_type`` costs ~10 us a leaf); it is never
-    coarser than the dtype jax would give it, so a key never covers two programs."""
-    array = isinstance(leaf, jax.Array | np.ndarray | np.generic)
-    dtype = leaf.dtype if array else jnp.result_type(leaf)
-    return (
-        tuple(np.shape(leaf)),
-        dtype,
-        bool(getattr(leaf, "weak_type", False)),
-        getattr(leaf, "sharding", None),
-    )
+    """Shape, dtype, weak type and sharding of one argument leaf.
+
+    An array's own dtype is read directly (``jnp.result_type`` costs ~10 us a
+    leaf); it is never coarser than the dtype jax would give it. A Python scalar
+    is weakly typed for jax (``2.0`` and ``np.float32(2.0)`` trace differently),
+    so it is marked weak: a key never covers two programs.
+    """
+    if isinstance(leaf, jax.Array | np.ndarray | np.generic):
+        dtype, weak = leaf.dtype, bool(getattr(leaf, "weak_type", False))
+    else:
+        dtype, weak = jnp.result_type(leaf), isinstance(leaf, bool | int | float | complex)
+    return (tuple(np.shape(leaf)), dtype, weak, getattr(leaf, "sharding", None))
 
 
 def program_key(

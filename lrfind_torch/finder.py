@@ -414,7 +414,9 @@ def _sweeps(
     (batches a shorter sweep left unread are skipped), as the JAX backend does.
     """
     curves: list[list[float]] = []
-    facts: dict[str, Any] = {"steps_run": 0, "skipped_steps": [], "end_reason": None}
+    facts: dict[str, Any] = {
+        "steps_run": 0, "skipped_steps": [], "end_reason": None, "sweep_end_reasons": []
+    }
     per_sweep = config.num_steps * step.accumulation_steps
     for number, seed in enumerate(_curve_seeds(config.num_sweeps)):
         if number:
@@ -424,6 +426,7 @@ def _sweeps(
                     next(step.batches)
             except DataExhausted:
                 facts["end_reason"] = facts["end_reason"] or exhausted_reason(0)
+                facts["sweep_end_reasons"].append(exhausted_reason(0))
                 curves.append([])
                 continue
         recorder, end_reason, sweep_facts = _sweep(
@@ -436,6 +439,13 @@ def _sweeps(
             group=group,
         )
         curves.append(recorder.losses)
+        if config.num_sweeps > 1 and recorder.end_reason is not None:
+            # The result's reason speaks for the median curve: say what cut this one.
+            step.batches.notices.append(
+                f"sweep {number} of {config.num_sweeps}: {recorder.end_reason}; its curve "
+                f"ends after {len(recorder.losses)} point(s)"
+            )
+        facts["sweep_end_reasons"].append(end_reason)
         facts["steps_run"] += sweep_facts["steps_run"]
         facts["skipped_steps"] += [
             {**entry, "sweep": number} for entry in sweep_facts["skipped_steps"]
@@ -499,4 +509,26 @@ def _independent(
     finally:
         step.batches = source
         bar.close()
+    _check_runs_trained(skipped, made, steps, source.notices)
     return runs, {"steps_run": sum(made) * steps, "runs_made": made, "skipped_steps": skipped}
+
+
+def _check_runs_trained(
+    skipped: list[dict[str, Any]], made: list[int], steps: int, notices: list[str]
+) -> None:
+    """Independent runs whose every update a GradScaler skipped did not train: say so,
+    and raise when no run trained at all."""
+    counts: dict[tuple[int, int], int] = {}
+    for entry in skipped:
+        key = (entry["sweep"], entry["run"])
+        counts[key] = counts.get(key, 0) + 1
+    untrained = sorted(key for key, count in counts.items() if count == steps)
+    if not untrained:
+        return
+    message = (
+        f"GradScaler skipped every update of {len(untrained)} of {sum(made)} independent "
+        f"run(s) (inf/NaN gradients at every scale it tried)"
+    )
+    if len(untrained) == sum(made):
+        raise RuntimeError(f"lr_find recorded no trained run: {message}")
+    notices.append(f"{message}: (curve, run) {untrained}; their scores are untrained losses")

@@ -74,7 +74,7 @@ class TrainStep:
             self.optimizer.step()
             return total, None
         scaler.step(self.optimizer)
-        found_inf = found_inf_flag(scaler, self.optimizer)  # update() clears it
+        found_inf = found_inf_flag(scaler, self.optimizer, total.device)  # update() clears it
         scaler.update()
         return total, found_inf
 
@@ -93,16 +93,22 @@ class TrainStep:
             self.model.train()
 
 
-def found_inf_flag(scaler: Any, optimizer: torch.optim.Optimizer) -> torch.Tensor:
-    """The scaler's found-inf count of its last ``step`` (> 0: skipped), on the device.
+def found_inf_flag(
+    scaler: Any, optimizer: torch.optim.Optimizer, device: torch.device
+) -> torch.Tensor:
+    """The scaler's found-inf count of its last ``step`` (> 0: skipped), on ``device``
+    (the loss's, so that both are read in one transfer).
 
     Read from the scaler's per-device flags before ``update()``, so that knowing
-    whether an update was skipped costs no host sync.
+    whether an update was skipped costs no host sync (a copy from an accelerator to
+    a loss on the CPU is the one exception).
     """
-    flags = list(scaler._found_inf_per_device(optimizer).values())
-    if len(flags) == 1:
-        return flags[0]
-    return torch.stack([flag.to(flags[0].device) for flag in flags]).sum()
+    to_accelerator = device.type != "cpu"  # a copy to the host must complete before a read
+    flags = [
+        flag.to(device, non_blocking=to_accelerator)
+        for flag in scaler._found_inf_per_device(optimizer).values()
+    ]
+    return flags[0] if len(flags) == 1 else torch.stack(flags).sum()
 
 
 def loss_computation(

@@ -19,6 +19,8 @@ from lrfind_core import (
     ewa_smooth,
     ewa_update,
     find_stop,
+    make_config,
+    monitor_fold,
     monitor_init,
     monitor_update,
     python_scalars,
@@ -150,3 +152,26 @@ def test_jax_ewa_and_stop_update_inside_jit(debias):
     np.testing.assert_allclose(np.asarray(values), expected, rtol=1e-5)
     assert float(stop.best) == pytest.approx(expected.min(), rel=1e-5)
     assert float(stop.first) == pytest.approx(expected[0], rel=1e-5)
+
+
+@pytest.mark.parametrize("preset", ["lrfind", "fastai", "torch-lr-finder"])
+def test_monitor_fold_in_chunks_is_the_step_by_step_monitor(preset):
+    """Folding a curve a chunk at a time gives the online monitor's first stop."""
+    config = make_config(preset)
+    settings = MonitorSettings(config.beta, config.debias, config.diverge_factor)
+    curve = [3.0, 2.5, 2.0, 1.8, 1.7, 1.9, 2.5, 4.0, 8.0, 20.0, 50.0, math.nan]
+    state, expected = monitor_init(), None
+    for index, value in enumerate(curve):
+        state, _, code = monitor_update(state, value, settings)
+        if code:
+            expected = index
+            break
+    state, stop, start = monitor_init(), None, 0
+    for chunk in (curve[0:3], curve[3:4], curve[4:9], curve[9:]):
+        state, fired = monitor_fold(state, chunk, settings)
+        if fired is not None:
+            stop = start + fired
+            break
+        start += len(chunk)
+    assert expected is not None and stop == expected
+    assert monitor_fold(monitor_init(), [], settings) == (monitor_init(), None)

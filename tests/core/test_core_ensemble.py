@@ -179,3 +179,13 @@ def test_from_sweeps_leaves_out_curves_that_recorded_nothing():
     assert result.ensemble.num_sweeps == 2
     with pytest.raises(ValueError, match="at least one curve with a recorded step"):
         LRFindResult.from_sweeps(LRS, [[], []], config=config)
+
+
+def test_a_tie_of_curve_endings_names_the_first_curves_reason():
+    """No dependence on string hashing: the result's text is the same in every process."""
+    config = make_config(start_lr=LRS[0], end_lr=LRS[-1], num_steps=len(LRS), num_sweeps=2)
+    full, short = np.linspace(3, 1, 60), np.linspace(3, 1, 30)
+    first = LRFindResult.from_sweeps(LRS, [full, short], config=config)
+    second = LRFindResult.from_sweeps(LRS, [short, full], config=config)
+    assert first.stop_reason.endswith("(1 of 2: completed)")
+    assert second.stop_reason.endswith("(1 of 2: ended before the planned steps)")

@@ -212,3 +212,14 @@ def test_whole_curve_stop_equals_the_online_rule_with_extreme_values():
         assert find_stop(raw, smoothed, diverge_factor=k) == expected, (raw, smoothed, k)
         fired += expected[0] is not None
     assert 300 < fired < 1400  # both outcomes are well covered
+
+
+@pytest.mark.parametrize("shapes", [((2, 3), (2, 3)), ((), ())])
+def test_whole_curve_stop_needs_1d_curves(shapes):
+    raw, smoothed = (np.ones(shape) for shape in shapes)
+    with pytest.raises(ValueError, match=r"must be 1-D curves, got shapes"):
+        find_stop(raw, smoothed, diverge_factor=4.0)
+
+
+def test_empty_curve_never_stops():
+    assert find_stop([], [], diverge_factor=4.0) == (None, STOP_NONE)

@@ -4,6 +4,8 @@ ensemble and the runs in the result, the stop rules, data and caching."""
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -422,3 +424,29 @@ def test_nnx_sweeps_and_runs_leave_the_module_unchanged(one_batch):
     assert len(np.unique(np.round(losses[0], 4))) == 5
     # A run's first step is the sweep's first step (same params, batch and mask).
     np.testing.assert_allclose(losses[0, 0], first[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_a_stop_only_float64_sees_in_a_sweep_cut_short_by_the_data(progress):
+    """Sweep 1 runs out of batches after 20 steps and stops at step 10 by the float64
+    rule, which float32 rounding hides from the loop (5 * b rounds up to s): it
+    stopped, it did not run out of data."""
+    b = np.float32(1 + 3 * 2**-23)
+    s = np.float32(5 + 16 * 2**-23)
+    assert np.float32(5) * b == s and 5.0 * float(b) < float(s)
+    second = np.full(STEPS, 2.0, np.float32)
+    second[0], second[10] = b, s
+    values = np.concatenate([np.full(STEPS, 2.0, np.float32), second[:20]])
+
+    def replay(p, batch):
+        return batch[0] + 0.0 * jnp.sum(p["w"])
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "ran out" notice
+        result = lr_find(
+            replay, {"w": jnp.zeros(2)}, optax.sgd, iter([np.array([v]) for v in values]),
+            num_sweeps=2, progress=progress, chunk_size=7, beta=0.0, diverge_factor=5.0,
+            start_lr=1e-5, end_lr=1e-3, num_steps=STEPS,
+        )
+    assert result.ensemble.stop_steps == [None, 10]
+    assert "ran out" not in result.stop_reason and "exhausted" not in result.stop_reason

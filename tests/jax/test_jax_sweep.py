@@ -342,3 +342,49 @@ def test_sweep_loop_vmaps_over_keys(params, data):
     assert not np.array_equal(out.losses[0], out.losses[1])
     solo = jax.jit(one)(carry, keys[1])
     np.testing.assert_allclose(out.losses[1], solo.losses, rtol=1e-5)
+
+
+def test_host_check_folds_each_loss_once_and_skips_the_last_call(monkeypatch, params, data):
+    """Chunked calls re-check only the new losses (linear in the sweep), and after
+    a sweep's last call the host leaves the float64 rule to the result."""
+    import lrfind_core.monitor
+
+    folded = []
+    original = lrfind_core.monitor.monitor_update
+
+    def counting(state, loss, settings, xp=lrfind_core.monitor.python_scalars):
+        folded.append(loss)
+        return original(state, loss, settings, xp)
+
+    monkeypatch.setattr(lrfind_core.monitor, "monitor_update", counting)
+    quiet = {"start_lr": 1e-5, "end_lr": 1e-3, "num_steps": 40}
+    chunked = lr_find(mlp_loss, params, ADAM, data, progress=True, chunk_size=3, **quiet)
+    assert chunked.meta["program_calls"] == 14 and chunked.stop_step is None
+    assert folded == list(chunked.losses[:39])  # every loss once, in order; not the last call's
+    folded.clear()
+    lr_find(mlp_loss, params, ADAM, data, progress=False, **quiet)
+    assert folded == []
+
+
+def test_program_key_tells_python_scalars_from_numpy_scalars(data):
+    """jax traces 1.1 (weakly typed) and np.float32(1.1) differently: a bf16 weight
+    times a weak scalar stays bf16, times a float32 scalar becomes float32."""
+    from lrfind_jax.sweep import _leaf_signature
+
+    assert _leaf_signature(1.1) != _leaf_signature(np.float32(1.1))
+    assert _leaf_signature(3) != _leaf_signature(np.int32(3))
+    assert _leaf_signature(np.float32(1.1)) == _leaf_signature(np.float32(2.5))
+
+    def loss(p, batch):
+        return jnp.sum((p["w"] * p["s"] - batch[0][:, :2]) ** 2)
+
+    w = (jnp.arange(2, dtype=jnp.float32) / 3 + 0.1).astype(jnp.bfloat16)
+    sweep = {"progress": False, "num_steps": 6, "start_lr": 1e-4, "end_lr": 1e-2}
+    clear_program_cache()
+    strong = lr_find(loss, {"w": w, "s": np.float32(1.1)}, optax.sgd, data, **sweep)
+    clear_program_cache()
+    weak = lr_find(loss, {"w": w, "s": 1.1}, optax.sgd, data, **sweep)
+    again = lr_find(loss, {"w": w, "s": np.float32(1.1)}, optax.sgd, data, **sweep)
+    assert again.meta["compiled"]  # not the weak program from the cache
+    np.testing.assert_array_equal(again.losses, strong.losses)
+    assert not np.array_equal(weak.losses, strong.losses)

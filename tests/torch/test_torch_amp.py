@@ -30,44 +30,83 @@ def amp_setup(init_scale: float = INIT_SCALE) -> tuple[nn.Module, Any, Any, list
 
 
 def reference_amp_sweep(
-    model: nn.Module, optimizer: Any, scaler: Any, data: list[Any], lrs: np.ndarray
-) -> tuple[list[int], list[float]]:
-    """Independent loop: the steps whose update was skipped, and every step's loss."""
+    model: nn.Module,
+    optimizer: Any,
+    scaler: Any,
+    data: list[Any],
+    lrs: np.ndarray,
+    *,
+    accumulation_steps: int = 1,
+    max_grad_norm: float | None = None,
+    val_data: list[Any] | None = None,
+    val_every: int = 1,
+) -> tuple[list[int], list[float], list[float]]:
+    """Independent loop: the steps whose update was skipped, every step's training
+    loss, and the curve's points (the training losses, or the validation losses)."""
     stream = itertools.cycle(data)
-    skipped, losses = [], []
+    skipped, losses, points = [], [], []
     model.train()
     for index, lr in enumerate(lrs):
         optimizer.param_groups[0]["lr"] = f32(lr)
         optimizer.zero_grad(set_to_none=True)
-        inputs, target = next(stream)
-        with torch.autocast("cpu", dtype=torch.float16):
-            loss = cross_entropy(model(inputs), target)
+        total = None
+        for _ in range(accumulation_steps):
+            inputs, target = next(stream)
+            with torch.autocast("cpu", dtype=torch.float16):
+                loss = cross_entropy(model(inputs), target)
+            loss = loss if accumulation_steps == 1 else loss / accumulation_steps
+            scaler.scale(loss).backward()
+            total = loss.detach() if total is None else total + loss.detach()
+        if max_grad_norm is not None:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(list(model.parameters()), max_grad_norm)
         scale = scaler.get_scale()
-        scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
         if scaler.get_scale() < scale:
             skipped.append(index)
-        losses.append(loss.item())
-    return skipped, losses
+        losses.append(total.item())
+        if val_data is None:
+            points.append(losses[-1])
+        elif (index + 1) % val_every == 0:
+            model.eval()
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.float16):
+                values = [cross_entropy(model(x), y).float() for x, y in val_data]
+            points.append((sum(values[1:], values[0]) / len(values)).item())
+            model.train()
+    return skipped, losses, points
 
 
-def run_amp_sweep(init_scale: float = INIT_SCALE, **options: Any) -> None:
-    """lr_find against the reference loop: same skipped steps, same curve, state restored."""
-    model, optimizer, scaler, data = amp_setup(init_scale)
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"sync_every": 5},  # flags read in batches, as on a GPU
+        {"accumulation_steps": 2, "sync_every": 3},
+        {"max_grad_norm": 0.5},
+        {"val_every": 3, "sync_every": 4},  # validation points between skip flags
+    ],
+    ids=["every_step", "sync_5", "accumulation", "clipping", "validation"],
+)
+def test_skipped_updates_use_up_their_lr_and_match_a_reference_loop(options: dict) -> None:
+    """A skipped update keeps its LR and its loss (measured before it) on the curve."""
+    model, optimizer, scaler, data = amp_setup()
     reference = copy.deepcopy((model, optimizer, scaler))
     before = capture(model, optimizer, scaler)
-    sweep = {**SWEEP, **options}
+    val_data = data[-2:] if "val_every" in options else None
 
     result = lr_find(
         model, optimizer, data, loss_fn=cross_entropy, autocast_dtype=torch.float16,
-        grad_scaler=scaler, **sweep,
+        grad_scaler=scaler, val_data=val_data, **SWEEP, **options,
     )
 
     planned = make_config(
-        **{k: v for k, v in sweep.items() if k not in ("progress", "sync_every")}
+        **{k: v for k, v in SWEEP.items() if k != "progress"}
     ).learning_rates()
-    expected_skips, expected_losses = reference_amp_sweep(*reference, data, planned)
+    kept = {k: v for k, v in options.items() if k != "sync_every"}
+    expected_skips, expected_losses, expected_points = reference_amp_sweep(
+        *reference, data, planned, val_data=val_data, **kept
+    )
     assert 3 <= len(expected_skips) < len(planned) // 2  # overflows at first, then trains
     skipped = result.meta["skipped_steps"]
     assert [entry["step"] for entry in skipped] == expected_skips
@@ -76,46 +115,48 @@ def run_amp_sweep(init_scale: float = INIT_SCALE, **options: Any) -> None:
     assert {entry["sweep"] for entry in skipped} == {0}
     assert result.meta["steps_run"] == len(planned)
     assert result.meta["autocast_dtype"] == "torch.float16"
-    # A skipped update uses up its LR; its loss (measured before it) stays on the curve.
-    np.testing.assert_array_equal(result.lrs, planned)
-    np.testing.assert_array_equal(result.losses, expected_losses)
+    every = options.get("val_every", 1)
+    np.testing.assert_array_equal(result.lrs, planned[every - 1 :: every])
+    np.testing.assert_array_equal(result.losses, expected_points)
     assert_restored(before, model, optimizer, scaler)
 
 
-def test_skipped_steps_are_listed_and_use_up_their_lr() -> None:
-    run_amp_sweep()
-
-
-def test_skips_are_read_at_sync_points_the_same_as_every_step() -> None:
-    """Flags read in batches (as on a GPU) give the same skips and curve."""
-    run_amp_sweep(sync_every=5)
-
-
-def test_validation_points_keep_their_lrs_when_updates_are_skipped() -> None:
-    model, optimizer, scaler, data = amp_setup()
-    twin = copy.deepcopy((model, optimizer, scaler))
-    options = {"loss_fn": cross_entropy, "autocast_dtype": torch.float16, **SWEEP}
-    trained = lr_find(model, optimizer, data, grad_scaler=scaler, **options)
-    validated = lr_find(
-        twin[0], twin[1], data, grad_scaler=twin[2], val_data=data[:2], val_every=3, **options
-    )
-    assert validated.meta["skipped_steps"] == trained.meta["skipped_steps"]
-    np.testing.assert_array_equal(validated.lrs, trained.lrs[2::3])
-    assert validated.meta["loss_kind"] == "validation"
-
-
-def test_skip_detection_reads_nothing_from_the_scaler_per_step(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """No host read of the scale (a sync on a GPU) happens inside the sweep."""
-    model, optimizer, scaler, data = amp_setup()
+def test_skip_detection_reads_the_device_only_at_sync_points(monkeypatch) -> None:
+    """A fused optimizer lets GradScaler.step skip its own per-step read; then the
+    whole sweep reads the device once per sync point (and once for the curve seeds)."""
+    model, _, scaler, data = amp_setup()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
     reads = []
-    monkeypatch.setattr(scaler, "get_scale", lambda: reads.append(1) or 1.0)
-    lr_find(
+    for name in ("item", "tolist"):
+        original = getattr(torch.Tensor, name)
+        monkeypatch.setattr(
+            torch.Tensor, name, lambda self, original=original: reads.append(1) or original(self)
+        )
+    monkeypatch.setattr(scaler, "get_scale", lambda: pytest.fail("the scale was read"))
+    result = lr_find(
         model, optimizer, data, loss_fn=cross_entropy, autocast_dtype=torch.float16,
-        grad_scaler=scaler, **SWEEP,
+        grad_scaler=scaler, **{**SWEEP, "num_steps": 20}, sync_every=5,
     )
-    assert reads == []
+    monkeypatch.undo()
+    assert len(result.lrs) == 20 and result.meta["skipped_steps"]
+    assert len(reads) == 20 // 5 + 1
+
+
+def test_found_inf_flags_join_the_loss_on_its_device() -> None:
+    """Flags of a model split over devices are summed on the loss's device."""
+    from lrfind_torch.step import found_inf_flag
+
+    class Scaler:
+        def __init__(self, flags: dict) -> None:
+            self.flags = flags
+
+        def _found_inf_per_device(self, optimizer: Any) -> dict:
+            return self.flags
+
+    one = found_inf_flag(Scaler({"cpu": torch.tensor(0.0)}), None, torch.device("meta"))
+    assert one.device.type == "meta"
+    two = Scaler({"a": torch.tensor(1.0), "b": torch.tensor(2.0)})
+    assert found_inf_flag(two, None, torch.device("cpu")).item() == 3.0
 
 
 def test_used_scaler_is_restored_exactly() -> None:
@@ -214,7 +255,7 @@ def test_skipped_updates_are_listed_in_independent_mode() -> None:
         progress=False,
     )
     grid = make_config(mode="independent", num_steps=3).learning_rates()
-    expected_skips, expected_losses = reference_amp_sweep(*reference, data, [grid[0]] * 6)
+    expected_skips, expected_losses, _ = reference_amp_sweep(*reference, data, [grid[0]] * 6)
     assert expected_skips  # the first run starts from the overflowing scale
     assert result.meta["runs_made"][0] >= 2
     # Every run starts from the same restored scaler and weights, so until its first
@@ -229,6 +270,72 @@ def test_skipped_updates_are_listed_in_independent_mode() -> None:
     assert [e["loss"] for e in skipped if e["run"] == 0] == [
         expected_losses[i] for i in expected_skips
     ]
+
+
+def test_independent_runs_that_never_update_say_why() -> None:
+    model, optimizer, scaler, data = amp_setup(init_scale=2.0**60)
+    before = capture(model, optimizer, scaler)
+    with pytest.raises(RuntimeError, match=r"no trained run: GradScaler skipped every update"):
+        lr_find(
+            model, optimizer, data, loss_fn=cross_entropy, autocast_dtype=torch.float16,
+            grad_scaler=scaler, mode="independent", num_steps=3, steps_per_lr=6,
+            average_last=2, progress=False,
+        )
+    assert_restored(before, model, optimizer, scaler)
+
+
+def test_k_sweeps_list_skips_per_sweep_and_say_which_sweep_was_cut() -> None:
+    """Sweep 1 overflows at every update: its curve is cut to nothing, a warning says
+    so, and the other sweeps make the result; sweep 0 is the single sweep."""
+    model, optimizer, scaler, _ = amp_setup()
+    data = batches(75)
+    twin = copy.deepcopy((model, optimizer, scaler))
+    before = capture(model, optimizer, scaler)
+    steps = 25
+    calls = []
+
+    def step_fn(model: nn.Module, batch: Any) -> torch.Tensor:
+        calls.append(1)
+        inputs, target = batch
+        with torch.autocast("cpu", dtype=torch.float16):
+            loss = cross_entropy(model(inputs), target)
+        return InfiniteGradient.apply(loss) if steps < len(calls) <= 2 * steps else loss
+
+    sweep = {**SWEEP, "num_steps": steps}
+    with pytest.warns(UserWarning, match=r"sweep 1 of 3: GradScaler skipped 20 updates in a "
+                      r"row; its curve ends after 0 point\(s\)"):
+        result = lr_find(model, optimizer, data, step_fn=step_fn, grad_scaler=scaler,
+                         num_sweeps=3, **sweep)
+    calls.clear()
+    single = lr_find(twin[0], twin[1], data, step_fn=step_fn, grad_scaler=twin[2], **sweep)
+    first = [entry for entry in result.meta["skipped_steps"] if entry["sweep"] == 0]
+    assert first == single.meta["skipped_steps"] and first
+    cut = [entry["step"] for entry in result.meta["skipped_steps"] if entry["sweep"] == 1]
+    assert cut == list(range(MAX_CONSECUTIVE_SKIPS))
+    assert result.meta["sweep_end_reasons"][0] is None
+    assert "GradScaler skipped 20" in result.meta["sweep_end_reasons"][1]
+    assert result.ensemble.num_sweeps == 2
+    np.testing.assert_array_equal(result.ensemble.sweep_losses[0], single.losses)
+    assert_restored(before, model, optimizer, scaler)
+
+
+@pytest.mark.parametrize("error", [ValueError("bad batch"), KeyboardInterrupt()])
+def test_a_failure_mid_sweep_restores_a_used_scaler(error: BaseException) -> None:
+    model, optimizer, scaler, data = amp_setup()
+    before = capture(model, optimizer, scaler)
+    calls = []
+
+    def step_fn(model: nn.Module, batch: Any) -> torch.Tensor:
+        calls.append(1)
+        if len(calls) == 8:  # after skipped and applied updates
+            raise error
+        inputs, target = batch
+        with torch.autocast("cpu", dtype=torch.float16):
+            return cross_entropy(model(inputs), target)
+
+    with pytest.raises(type(error)):
+        lr_find(model, optimizer, data, step_fn=step_fn, grad_scaler=scaler, **SWEEP)
+    assert_restored(before, model, optimizer, scaler)
 
 
 def test_disabled_scaler_is_the_same_as_none() -> None:
