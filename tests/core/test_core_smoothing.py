@@ -146,4 +146,3 @@ def test_bad_beta(beta, error, message):
 def test_losses_must_be_one_dimensional():
     with pytest.raises(ValueError, match=re.escape("losses must be a 1-D array, got shape (2, 2)")):
         ewa_smooth([[1.0, 2.0], [3.0, 4.0]])
-
