@@ -417,3 +417,36 @@ def test_default_sync_every_on_cpu_is_one() -> None:
     assert result.meta["sync_every"] == 1
     assert result.meta["device"] == "cpu"
     assert result.meta["backend"] == "torch"
+
+
+@pytest.mark.parametrize(
+    ("options", "reads"),
+    [
+        ({}, 4),
+        ({"accumulation_steps": 2}, 4),
+        ({"max_grad_norm": 1.0}, 4),
+        ({"val_data": "first_batches", "val_every": 2}, 4),
+        ({"num_sweeps": 2}, 8),
+    ],
+    ids=["plain", "accumulation", "clipping", "validation", "two_sweeps"],
+)
+def test_host_reads_happen_only_at_sync_points(monkeypatch, options, reads) -> None:
+    """What a GPU would wait for: tensors read to the host. 20 steps read every 5 steps
+    make 4 reads a sweep (+1 for the sweeps' RNG seeds), whatever the options."""
+    model, optimizer = mlp_setup()
+    data = batches(80)
+    if options.get("val_data") == "first_batches":
+        options = {**options, "val_data": data[:2]}
+    count = []
+    for name in ("item", "tolist"):
+        original = getattr(torch.Tensor, name)
+        monkeypatch.setattr(
+            torch.Tensor, name, lambda self, original=original: count.append(1) or original(self)
+        )
+    result = lr_find(
+        model, optimizer, data, loss_fn=cross_entropy, start_lr=1e-4, end_lr=1e-2,
+        num_steps=20, sync_every=5, progress=False, **options,
+    )
+    monkeypatch.undo()
+    assert result.meta["steps_run"] == 20 * options.get("num_sweeps", 1)
+    assert len(count) == reads + 1
