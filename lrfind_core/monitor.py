@@ -53,8 +53,8 @@ def monitor_fold(
 ) -> tuple[MonitorState, int | None]:
     """Fold raw losses into the monitor in order, up to the first that fires the rule.
 
-    Returns the state after the last loss folded and that loss's offset in
-    ``losses`` (None when none fired). A backend checks a growing curve with it,
+    Returns the state after the last loss folded and that loss's offset from the
+    start of ``losses`` (None when none fired). A backend checks a growing curve with it,
     a chunk at a time, in time linear in the curve's length.
     """
     for offset, value in enumerate(losses):

@@ -82,10 +82,10 @@ def find_stop(
     """First index where the rule fires over whole curves, and its code.
 
     Returns ``(None, STOP_NONE)`` when the curve never stops. The online rule
-    (:func:`stop_update`) is applied to every step at once with numpy: its only
-    carried value, the best smoothed loss before step ``t``, is a running minimum,
-    so each step's code is the one the online rule gives, in the same float64
-    operations.
+    (:func:`stop_update`) is applied to every step at once with numpy: of the
+    values it carries, the first smoothed loss is fixed after step 0 and the best
+    smoothed loss before step ``t`` is a running minimum, so each step's code is
+    the one the online rule gives, in the same float64 operations.
     """
     raw = np.asarray(losses, dtype=np.float64)
     smoothed = np.asarray(smoothed_losses, dtype=np.float64)
@@ -115,4 +115,3 @@ def find_stop(
     if fired.size == 0:
         return None, STOP_NONE
     return int(fired[0]), int(codes[fired[0]])
-

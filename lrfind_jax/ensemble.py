@@ -231,10 +231,10 @@ def run_all(
             for r in np.flatnonzero(check):
                 first = int(checked[r])
                 values = loop.losses[r, first : new_steps[r]].tolist()
-                monitors[r], fired = monitor_fold(monitors[r], values, plan.monitor)
+                monitors[r], stop_offset = monitor_fold(monitors[r], values, plan.monitor)
                 checked[r] = new_steps[r]
-                if fired is not None:
-                    loop.stops[r] = first + fired
+                if stop_offset is not None:
+                    loop.stops[r] = first + stop_offset
             bar.update(int(np.sum(new_steps - loop.steps)))
             loop.steps = new_steps.astype(np.int64)
             # The float32 hint fired where the float64 rule did not: go on.

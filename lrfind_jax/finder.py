@@ -601,9 +601,9 @@ def _run(
                 # The in-loop hint fired, or another call would follow: apply the float64
                 # rule to the losses not yet checked. (After the last call the result
                 # applies it to the whole curve anyway.)
-                monitor, fired = monitor_fold(monitor, loop.losses[checked:], settings)
+                monitor, stop_offset = monitor_fold(monitor, loop.losses[checked:], settings)
                 checked = len(loop.losses)
-                stopped = fired is not None
+                stopped = stop_offset is not None
                 if code and not stopped:
                     # The float32 hint fired where the float64 rule does not: go on.
                     loop.resumes += 1

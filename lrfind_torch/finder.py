@@ -37,6 +37,7 @@ from lrfind_torch.step import TrainStep, loss_computation
 
 logger = logging.getLogger("lrfind_torch")
 
+
 def default_sync_every(device: torch.device) -> int:
     """Steps between host reads of the losses: 1 on CPU (reads are free), 10 elsewhere."""
     return 1 if device.type == "cpu" else 10
@@ -133,7 +134,9 @@ def lr_find(
       grad_scaler: a ``torch.amp.GradScaler``. An update it skips (inf/NaN grads)
         still uses up its LR and keeps its loss (measured before the update); it is
         listed in ``result.meta["skipped_steps"]``. 20 skips in a row, or a sweep
-        whose every update is skipped, end the curve where the skips began.
+        whose every update is skipped, end the curve where the skips began; in
+        independent mode, runs whose every update is skipped are named in a
+        warning (an error when no run trained).
       max_grad_norm: clip the gradient norm before each step.
       val_data: record the mean loss over the first ``val_batches`` batches of it
         (eval mode, no grad) after every ``val_every``-th step, instead of the
@@ -493,7 +496,9 @@ def _independent(
                 step.model.train()
                 _set_lrs(groups, group_lrs[index])
                 outputs = [step.run() for _ in range(steps)]
-                found_infs = None if step.grad_scaler is None else [f for _, f in outputs]
+                found_infs = (
+                    None if step.grad_scaler is None else [found for _, found in outputs]
+                )
                 losses, flags = read_steps([loss for loss, _ in outputs], found_infs, group)
                 runs[curve, index] = losses
                 skipped += [
@@ -531,4 +536,4 @@ def _check_runs_trained(
     )
     if len(untrained) == sum(made):
         raise RuntimeError(f"lr_find recorded no trained run: {message}")
-    notices.append(f"{message}: (curve, run) {untrained}; their scores are untrained losses")
+    notices.append(f"{message}: (sweep, run) {untrained}; their scores are untrained losses")

@@ -58,7 +58,7 @@ class QueuedStep:
     """The loss this step adds to the curve (``loss`` itself, a validation loss) or None."""
 
 
-def _separate_point(step: QueuedStep) -> bool:
+def _has_own_point(step: QueuedStep) -> bool:
     """Whether the step's point is a value of its own (a validation loss) to read."""
     return step.point is not None and step.point is not step.loss
 
@@ -84,8 +84,8 @@ class LossRecorder:
         self.stopped = False
         self.end_reason: str | None = None
         self.steps_read = 0
-        self.skip_run = 0
-        self.points_before_skip_run = 0
+        self.consecutive_skips = 0
+        self.points_before_skips = 0
 
     def add(
         self,
@@ -104,26 +104,28 @@ class LossRecorder:
         if not self.queue:
             return 0
         queue, self.queue = self.queue, []
-        extra = [step.point for step in queue if _separate_point(step)]
-        scaled = queue[0].found_inf is not None
+        own_points = [step.point for step in queue if _has_own_point(step)]
+        has_flags = queue[0].found_inf is not None
         values = read_values(
             [
                 *(step.loss for step in queue),
-                *(step.found_inf for step in queue if scaled),
-                *extra,
+                *(step.found_inf for step in queue if has_flags),
+                *own_points,
             ],
             self.group,
         )
         losses = values[: len(queue)]
-        flags = [flag > 0 for flag in values[len(queue) : 2 * len(queue)]] if scaled else None
-        extra_values = iter(values[len(values) - len(extra) :])
+        flags = None
+        if has_flags:
+            flags = [flag > 0 for flag in values[len(queue) : 2 * len(queue)]]
+        own_values = iter(values[len(values) - len(own_points) :])
         for position, step in enumerate(queue):
             self.steps_read += 1
             if flags is not None and self._note_skip(step, losses[position], flags[position]):
                 break
             if step.point is None:
                 continue
-            value = losses[position] if step.point is step.loss else next(extra_values)
+            value = losses[position] if step.point is step.loss else next(own_values)
             self.lrs.append(step.lr)
             self.losses.append(value)
             self.monitor, _, code = monitor_update(self.monitor, value, self.settings)
@@ -135,13 +137,13 @@ class LossRecorder:
     def _note_skip(self, step: QueuedStep, loss: float, skipped: bool) -> bool:
         """Track runs of skipped updates; True when one ends the sweep."""
         if not skipped:
-            self.skip_run = 0
+            self.consecutive_skips = 0
             return False
-        if self.skip_run == 0:
-            self.points_before_skip_run = len(self.losses)
-        self.skip_run += 1
+        if self.consecutive_skips == 0:
+            self.points_before_skips = len(self.losses)
+        self.consecutive_skips += 1
         self.skipped.append({"step": step.index, "lr": step.lr, "loss": loss})
-        if self.skip_run < MAX_CONSECUTIVE_SKIPS:
+        if self.consecutive_skips < MAX_CONSECUTIVE_SKIPS:
             return False
         self._cut_skip_run(f"GradScaler skipped {MAX_CONSECUTIVE_SKIPS} updates in a row")
         return True
@@ -150,14 +152,14 @@ class LossRecorder:
         """Read what is queued; a sweep whose every update was skipped keeps no point."""
         if not self.stopped:
             self.flush()
-        if not self.stopped and self.steps_read and self.skip_run == self.steps_read:
+        if not self.stopped and self.steps_read and self.consecutive_skips == self.steps_read:
             self._cut_skip_run(
                 f"GradScaler skipped every update ({self.steps_read} of {self.steps_read}): "
                 "inf/NaN gradients at every scale it tried"
             )
 
     def _cut_skip_run(self, reason: str) -> None:
-        del self.lrs[self.points_before_skip_run :]
-        del self.losses[self.points_before_skip_run :]
+        del self.lrs[self.points_before_skips :]
+        del self.losses[self.points_before_skips :]
         self.stopped = True
         self.end_reason = reason
