@@ -100,10 +100,12 @@ BLOWUP_LRS = (1e20, 1e21)
 sweep at these LRs compiles the same program and stops on a non-finite or diverged
 loss after a few steps."""
 DEFAULT_ROUNDS = 5
-CPU_ROUNDS = {"mlp": 31, "cnn": 5, "transformer": 2}
+CPU_ROUNDS = {"mlp": 31, "cnn": 9, "transformer": 2}
 """On the CPU: the MLP is cheap (a round is about a second), so many rounds against a
 shared machine's noise, whose per-step times jump by up to 2x for seconds at a time;
-one transformer round costs about 4 minutes on 2 cores (the whole CPU run: about 16)."""
+the CNN gets 9 (a round is under a minute; with 5, one run's per-round torch ratios
+spread from 0.65 to 1.25 and the median said 1.063); one transformer round costs about
+4 minutes on 2 cores (the whole CPU run: about 18)."""
 CPU_STEP_CAPS = {
     ("cnn", "lrfind_jax_k8"): 10,
     ("transformer", "lrfind_jax_k8"): 10,
