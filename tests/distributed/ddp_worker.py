@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import traceback
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -55,8 +56,11 @@ def local(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.to_local() if hasattr(tensor, "to_local") else tensor
 
 
-def fingerprint(model: nn.Module, optimizer: torch.optim.Optimizer) -> list:
-    """Every parameter, state tensor and LR, as nested lists, for exact comparison."""
+def fingerprint(
+    model: nn.Module, optimizer: torch.optim.Optimizer, scaler: Any = None
+) -> list:
+    """Every parameter, state tensor, LR and scaler setting, as nested lists, for exact
+    comparison."""
     params = [
         (p.to_local() if hasattr(p, "to_local") else p).detach().tolist()
         for p in model.parameters()
@@ -70,6 +74,7 @@ def fingerprint(model: nn.Module, optimizer: torch.optim.Optimizer) -> list:
         state,
         [g["lr"] for g in optimizer.param_groups],
         torch.get_rng_state().tolist(),
+        None if scaler is None else scaler.state_dict(),
     ]
 
 
@@ -96,7 +101,13 @@ def main() -> None:
         ddp = nn.parallel.DistributedDataParallel(model)
     optimizer = torch.optim.SGD(ddp.parameters(), lr=1e-3, momentum=0.9)
     batches = rank_loader(rank, world)
-    before = fingerprint(model, optimizer)
+    amp = {}
+    if scenario == "ddp_amp":  # float16 autocast and a GradScaler that skips at first
+        amp = {
+            "autocast_dtype": torch.float16,
+            "grad_scaler": torch.amp.GradScaler("cpu", init_scale=2.0**24),
+        }
+    before = fingerprint(model, optimizer, amp.get("grad_scaler"))
     record: dict = {"rank": rank}
 
     def failing_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -119,13 +130,14 @@ def main() -> None:
             sync_every=4,
             progress=True,
             plot_path=os.path.join(out_dir, f"plot{rank}.png"),
+            **amp,
         )
         record["result"] = result.to_dict()
     except BaseException as error:
         record["error_type"] = type(error).__name__
         record["error"] = str(error)
         record["traceback"] = traceback.format_exc()
-    record["restored"] = fingerprint(model, optimizer) == before
+    record["restored"] = fingerprint(model, optimizer, amp.get("grad_scaler")) == before
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w", encoding="utf-8") as handle:
         json.dump(record, handle)
     if scenario == "failure_stay":

@@ -93,6 +93,21 @@ def test_ranks_agree_and_match_one_process_with_the_joint_batch(scenario, tmp_pa
     assert "lr_find" not in (tmp_path / "stderr1.txt").read_text()
 
 
+def test_ranks_agree_on_skipped_updates_under_amp(tmp_path):
+    """Float16 autocast with a GradScaler: every rank skips the same updates (the
+    found-inf flags are averaged with the losses) and records the same curve."""
+    records, _ = _run_ranks("ddp_amp", tmp_path)
+    for record in records:
+        assert "error" not in record, record.get("traceback")
+        assert record["restored"], f"rank {record['rank']} not restored"
+    first, second = (record["result"] for record in records)
+    assert first == second
+    skipped = [entry["step"] for entry in first["meta"]["skipped_steps"]]
+    assert skipped[:3] == [0, 1, 2]  # the scale starts too high: the first updates overflow
+    assert first["meta"]["autocast_dtype"] == "torch.float16"
+    assert len(first["losses"]) > len(skipped)
+
+
 @pytest.mark.parametrize("scenario", ["failure", "failure_stay"])
 def test_an_exception_on_one_rank_ends_the_sweep_everywhere(scenario, tmp_path):
     records, elapsed = _run_ranks(scenario, tmp_path)
