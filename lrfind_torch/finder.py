@@ -499,12 +499,12 @@ def _independent(
                 found_infs = (
                     None if step.grad_scaler is None else [found for _, found in outputs]
                 )
-                losses, flags = read_steps([loss for loss, _ in outputs], found_infs, group)
+                losses, flags, _ = read_steps([loss for loss, _ in outputs], found_infs, group)
                 runs[curve, index] = losses
                 skipped += [
                     {"sweep": curve, "run": index, "step": number, "lr": grid[index].item(),
                      "loss": losses[number]}
-                    for number, flag in enumerate(flags) if flag
+                    for number, flag in enumerate(flags or []) if flag
                 ]
                 made[curve] = index + 1
                 bar.update(steps)

@@ -11,6 +11,7 @@ values, so every rank stops at the same step.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,13 +38,19 @@ def read_values(values: list[torch.Tensor], group: Any = None) -> list[float]:
 
 
 def read_steps(
-    losses: list[torch.Tensor], found_infs: list[torch.Tensor] | None, group: Any = None
-) -> tuple[list[float], list[bool]]:
-    """Losses and "update skipped" flags of some steps, read with one transfer."""
-    if found_infs is None:
-        return read_values(losses, group), [False] * len(losses)
-    values = read_values([*losses, *found_infs], group)
-    return values[: len(losses)], [flag > 0 for flag in values[len(losses) :]]
+    losses: list[torch.Tensor],
+    found_infs: list[torch.Tensor] | None,
+    group: Any = None,
+    extra: Sequence[torch.Tensor] = (),
+) -> tuple[list[float], list[bool] | None, list[float]]:
+    """Some steps' losses, "update skipped" flags (None without a scaler) and
+    ``extra`` values (validation losses), read with one transfer."""
+    flags = found_infs or []
+    values = read_values([*losses, *flags, *extra], group)
+    count = len(losses)
+    flag_values = values[count : count + len(flags)]
+    skipped = None if found_infs is None else [flag > 0 for flag in flag_values]
+    return values[:count], skipped, values[count + len(flags) :]
 
 
 @dataclass
@@ -104,28 +111,21 @@ class LossRecorder:
         if not self.queue:
             return 0
         queue, self.queue = self.queue, []
-        own_points = [step.point for step in queue if _has_own_point(step)]
         has_flags = queue[0].found_inf is not None
-        values = read_values(
-            [
-                *(step.loss for step in queue),
-                *(step.found_inf for step in queue if has_flags),
-                *own_points,
-            ],
+        losses, flags, own_values = read_steps(
+            [step.loss for step in queue],
+            [step.found_inf for step in queue] if has_flags else None,
             self.group,
+            [step.point for step in queue if _has_own_point(step)],
         )
-        losses = values[: len(queue)]
-        flags = None
-        if has_flags:
-            flags = [flag > 0 for flag in values[len(queue) : 2 * len(queue)]]
-        own_values = iter(values[len(values) - len(own_points) :])
+        next_own_value = iter(own_values).__next__
         for position, step in enumerate(queue):
             self.steps_read += 1
             if flags is not None and self._note_skip(step, losses[position], flags[position]):
                 break
             if step.point is None:
                 continue
-            value = losses[position] if step.point is step.loss else next(own_values)
+            value = losses[position] if step.point is step.loss else next_own_value()
             self.lrs.append(step.lr)
             self.losses.append(value)
             self.monitor, _, code = monitor_update(self.monitor, value, self.settings)
