@@ -27,7 +27,9 @@ def test_sharded_sweep_matches_one_device(report, layout):
     single, sharded = report["single"], report[layout]
     assert single["stop_step"] is not None
     assert sharded["stop_step"] == single["stop_step"]
-    np.testing.assert_allclose(sharded["losses"], single["losses"], rtol=1e-5)
+    # Summation order differs across devices; the gap grows as the loss diverges (1.1e-5
+    # and 9.1e-5 relative measured a few steps before the stop): 2e-4 with margin.
+    np.testing.assert_allclose(sharded["losses"], single["losses"], rtol=2e-4)
 
 
 def test_the_compiled_sweep_keeps_the_users_shardings(report):
