@@ -1,72 +1,42 @@
-"""lrfind_core: the framework-free maths of the LR range test (numpy only).
+"""lrfind_core: the framework-free part of lrfind (numpy only).
 
-Schedules, EWA smoothing, the stop rule, the suggestion methods, the sweep
-config and presets, and the :class:`LRFindResult` both backends return.
+For users:
+
+* :class:`Settings` and :data:`PRESETS`: every setting of a range test, shared by
+  both backends (``lr_find(..., settings=Settings(beta=0.9))`` or ``settings="fastai"``);
+* :class:`LRFindResult`: what every ``lr_find`` returns, and
+  ``LRFindResult.from_curve(lrs, losses)`` to judge a curve recorded by any tool;
+  ``LRFindResult.load(path)`` reads a saved one;
+* :class:`Suggestion`, :func:`register_method` and :func:`available_methods`: the
+  suggestion methods (:class:`MethodOutput` is what a method returns);
+* :func:`make_schedule`, :func:`ewa_smooth` and :func:`find_stop`: the sweep's LR
+  schedule, its smoothing and its stop rule, over whole curves.
+
+For backends: :mod:`lrfind_core.shell` (the shared run), :mod:`lrfind_core.plan`
+(runs and records), :mod:`lrfind_core.monitor` (the online stop rule, written
+against an array namespace), :mod:`lrfind_core.arguments` (argument checks) and
+:mod:`lrfind_core.batch_source` (iterating the user's batches).
 """
 
-from lrfind_core.array_namespace import python_scalars
-from lrfind_core.config import DEFAULT_METHODS, PRESETS, FinderConfig, make_config
-from lrfind_core.monitor import (
-    MonitorSettings,
-    MonitorState,
-    monitor_fold,
-    monitor_init,
-    monitor_update,
-)
 from lrfind_core.result import LRFindResult
-from lrfind_core.schedules import SCHEDULES, exponential_schedule, linear_schedule, make_schedule
-from lrfind_core.smoothing import EwaState, ewa_init, ewa_smooth, ewa_update
-from lrfind_core.stopping import (
-    STOP_DIVERGED,
-    STOP_NON_FINITE,
-    STOP_NONE,
-    STOP_REASONS,
-    StopState,
-    find_stop,
-    stop_init,
-    stop_update,
-)
-from lrfind_core.suggestion import (
-    Suggestion,
-    available_methods,
-    register_method,
-    suggest,
-)
+from lrfind_core.schedules import make_schedule
+from lrfind_core.settings import PRESETS, Settings
+from lrfind_core.smoothing import ewa_smooth
+from lrfind_core.stopping import find_stop
+from lrfind_core.suggestion import Suggestion, available_methods, register_method
 from lrfind_core.suggestion_methods import MethodOutput
-
-__version__ = "0.1.0"
+from lrfind_core.version import __version__
 
 __all__ = [
-    "DEFAULT_METHODS",
     "PRESETS",
-    "SCHEDULES",
-    "STOP_DIVERGED",
-    "STOP_NONE",
-    "STOP_NON_FINITE",
-    "STOP_REASONS",
-    "EwaState",
-    "FinderConfig",
     "LRFindResult",
     "MethodOutput",
-    "MonitorSettings",
-    "MonitorState",
-    "StopState",
+    "Settings",
     "Suggestion",
+    "__version__",
     "available_methods",
-    "ewa_init",
     "ewa_smooth",
-    "ewa_update",
-    "exponential_schedule",
     "find_stop",
-    "linear_schedule",
-    "make_config",
     "make_schedule",
-    "monitor_fold",
-    "monitor_init",
-    "monitor_update",
-    "python_scalars",
     "register_method",
-    "stop_init",
-    "stop_update",
-    "suggest",
 ]

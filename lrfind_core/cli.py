@@ -1,12 +1,20 @@
-"""The ``lrfind`` command line: ``lrfind demo`` and ``lrfind show RESULT.json``."""
+"""The ``lrfind`` command line: ``lrfind demo`` and ``lrfind show RESULT.json``.
+
+Demos are found through the ``lrfind.demos`` entry points that installed
+backends declare (``name = "package.module:main"``); the core names no backend.
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
+import importlib.metadata
 import sys
 from collections.abc import Sequence
+from typing import Any
+
+DEMO_GROUP = "lrfind.demos"
+DEMO_ORDER = ("torch", "jax")
+"""Which demo runs when several are installed and none is named."""
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -15,9 +23,13 @@ def _show(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     from lrfind_core.result import LRFindResult
 
-    result = LRFindResult.load(args.result)
+    try:
+        result = LRFindResult.load(args.result)
+    except (OSError, ValueError) as error:
+        print(f"lrfind show: {error}", file=sys.stderr)
+        return 1
     print(result)
-    for detail in result.suggestion_details.values():
+    for detail in result.suggestions.values():
         lr = "None" if detail.lr is None else f"{detail.lr:.3g}"
         print(f"  {detail.method:>8}: {lr}  ({detail.reason})")
     if args.plot:
@@ -26,31 +38,48 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-DEMO_NEEDS = (
-    "lrfind demo runs the torch backend on scikit-learn's bundled digits; install them "
-    "with: pip install 'lrfind[demo]'"
-)
+def installed_demos() -> dict[str, Any]:
+    """The demos of installed backends, by name, as entry points."""
+    found = importlib.metadata.entry_points(group=DEMO_GROUP)
+    return {entry.name: entry for entry in found}
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """The torch demo; a clear message and exit code 2 when its packages are missing."""
-    missing = [name for name in ("torch", "sklearn") if importlib.util.find_spec(name) is None]
-    if missing:
-        print(f"{DEMO_NEEDS} (missing: {', '.join(missing)})", file=sys.stderr)
+    """Run one installed backend's demo; say which, and what to install when none is."""
+    demos = installed_demos()
+    if not demos:
+        print(
+            "lrfind demo needs a backend with its demo: pip install 'lrfind[demo]' "
+            "(torch and scikit-learn)",
+            file=sys.stderr,
+        )
         return 2
-    demo = importlib.import_module("lrfind_torch.demo")
-    return int(demo.main(out_dir=args.out, seed=args.seed))
+    if args.backend is not None and args.backend not in demos:
+        print(f"no {args.backend} demo installed; installed: {sorted(demos)}", file=sys.stderr)
+        return 2
+    ranked = sorted(demos, key=lambda name: (*DEMO_ORDER, name).index(name))
+    name = args.backend or ranked[0]
+    others = [other for other in ranked if other != name]
+    note = f" (also installed: {', '.join(others)}; choose with --backend)" if others else ""
+    print(f"running the {name} demo{note}")
+    try:
+        main = demos[name].load()
+    except ImportError as error:
+        print(f"the {name} demo cannot run: {error}; pip install 'lrfind[demo]'", file=sys.stderr)
+        return 2
+    return int(main(out_dir=args.out, seed=args.seed))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lrfind`` console script."""
-    parser = argparse.ArgumentParser(prog="lrfind", description=__doc__)
+    parser = argparse.ArgumentParser(prog="lrfind", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
         "demo", help="LR find on bundled digits, then train at the suggestion"
     )
     demo.add_argument("--out", default="lrfind_demo_out", help="folder for the plot and result")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--backend", default=None, help="which installed demo to run")
     demo.set_defaults(run=_demo)
     show = commands.add_parser(
         "show", help="print a saved result's suggestions, optionally plot it"

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from os import PathLike
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from lrfind_core.result import LRFindResult
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
-def _curve_label(result: LRFindResult, smoothing: bool) -> str:
+def _curve_label(result: Any, smoothing: bool) -> str:
     if result.runs is not None:
-        label = f"score of a {result.config.steps_per_lr}-step run from the start"
+        label = f"score of a {result.settings.steps_per_lr}-step run from the start"
     else:
         label = "loss"
     if result.ensemble is not None:
@@ -25,13 +22,13 @@ def _curve_label(result: LRFindResult, smoothing: bool) -> str:
 
 
 def plot_result(
-    result: LRFindResult,
+    result: Any,
     ax: Any = None,
     path: str | PathLike[str] | None = None,
     methods: Sequence[str] | None = None,
     show_raw: bool = True,
 ) -> Any:
-    """Draw the curve on ``ax`` (a new figure if None) and return the Axes.
+    """Draw ``result`` (an LRFindResult) on ``ax`` (a new figure if None); return the Axes.
 
     Log-x; the raw losses faint, the smoothed loss bold, one marker per suggestion
     in ``methods`` (default: every method in the result). With ``path`` the figure
@@ -55,7 +52,7 @@ def plot_result(
             alpha=0.2,
             label=f"interquartile band of {ensemble.num_sweeps} sweeps",
         )
-    smoothing = result.config.beta > 0
+    smoothing = result.settings.beta > 0 and result.runs is None
     if show_raw and ensemble is None and smoothing:
         ax.plot(lrs, result.losses, color="C0", alpha=0.3, linewidth=1, label="raw loss")
     ax.plot(
@@ -66,7 +63,7 @@ def plot_result(
         marker="." if result.runs is not None else None,
         label=_curve_label(result, smoothing),
     )
-    names = list(result.suggestion_details) if methods is None else list(methods)
+    names = list(result.suggestions) if methods is None else list(methods)
     for number, name in enumerate(names):
         detail = result.suggest(name)
         if detail.lr is None or detail.index is None:
@@ -78,7 +75,7 @@ def plot_result(
             markersize=8,
             linestyle="none",
             color=f"C{number + 1}",
-            label=f"{name}{' (default)' if name == result.config.default_method else ''}: "
+            label=f"{name}{' (default)' if name == result.settings.method else ''}: "
             f"{detail.lr:.2e}"
             + (
                 f" (sweeps spread {spread:.2f} decades)"
@@ -100,7 +97,7 @@ def plot_result(
     if result.stop_step is not None:
         title += f" (stopped at step {result.stop_step}: {result.stop_reason})"
     ax.set_title(title)
-    schedule = result.config.for_schedule
+    schedule = result.settings.for_schedule
     legend_title = {"one_cycle": "LRs for a one-cycle peak", "constant": "LRs for a constant LR"}
     ax.legend(
         loc="best", fontsize="small", title=legend_title.get(schedule), title_fontsize="small"

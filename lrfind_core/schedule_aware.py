@@ -25,10 +25,8 @@ from dataclasses import replace
 
 import numpy as np
 
+from lrfind_core.settings import FOR_SCHEDULES
 from lrfind_core.suggestion import Suggestion
-
-FOR_SCHEDULES = ("one_cycle", "constant", "curve")
-"""``"curve"``: the LR as the method read it off the curve, unscaled."""
 
 
 def _decades(one_cycle: float, constant: float) -> dict[str, float]:
@@ -84,3 +82,6 @@ def for_schedule(suggestion: Suggestion, schedule: str, kind: str, lrs: np.ndarr
     return replace(
         suggestion, lr=lr, index=index, for_schedule=schedule, reason=suggestion.reason + note
     )
+
+
+__all__ = ["FOR_SCHEDULES", "SCHEDULE_FACTORS", "curve_kind", "for_schedule"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lrfind_core._checks import check_choice, check_int, check_positive_float
+from lrfind_core.arguments import check_choice, check_int, check_positive_float
 
 SCHEDULES = ("exponential", "linear")
 

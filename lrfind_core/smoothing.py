@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from lrfind_core._checks import check_fraction
+from lrfind_core.arguments import check_fraction
 from lrfind_core.array_namespace import python_scalars
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lrfind_core import suggestion_methods
-from lrfind_core._checks import check_choice, check_curve, check_int
+from lrfind_core.arguments import check_choice, check_curve, check_int
 from lrfind_core.suggestion_methods import MethodOutput
 
 SuggestionMethod = Callable[[np.ndarray, np.ndarray], MethodOutput]

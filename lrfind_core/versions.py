@@ -6,6 +6,8 @@ import functools
 import importlib.metadata
 import platform
 
+from lrfind_core.version import __version__
+
 
 def package_versions(names: tuple[str, ...]) -> dict[str, str]:
     """lrfind, Python and each installed package of ``names`` (missing ones are left out)."""
@@ -15,8 +17,6 @@ def package_versions(names: tuple[str, ...]) -> dict[str, str]:
 @functools.cache
 def _versions(names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     # Reading package metadata costs about 0.5 ms: once per process is enough.
-    from lrfind_core import __version__
-
     versions = {"lrfind": __version__, "python": platform.python_version()}
     for name in names:
         try:

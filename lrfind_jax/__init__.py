@@ -1,20 +1,25 @@
-"""lrfind_jax: the LR range test for JAX/optax (and Flax), compiled end to end.
+"""lrfind_jax: the LR finder for JAX/optax (and Flax), compiled end to end.
 
-``lr_find(loss_fn, params, optimizer, train_data)`` runs the whole sweep inside
-one ``jax.jit``-compiled loop and returns :class:`lrfind_core.LRFindResult`, the
-same result the torch backend returns; ``num_sweeps=K`` and
-``mode="independent"`` run K sweeps or the independent runs as one ``jax.vmap``-ed
-program. :func:`lr_find_nnx` and :func:`lr_find_linen` adapt Flax models (Flax is
-imported only when used).
+``lr_find(params, optimizer, train_data, loss_fn)`` runs every planned run in one
+``jax.jit``-compiled program and returns :class:`LRFindResult`, the same result
+the torch backend returns. :func:`lr_find_nnx` and :func:`lr_find_linen` adapt
+Flax models (Flax is imported only when used). :class:`Settings` (shared with
+the torch backend) and :class:`JaxOptions` hold the rarer settings.
 """
 
-from lrfind_jax.finder import DEFAULT_CHUNK_SIZE, lr_find
+from lrfind_core.result import LRFindResult
+from lrfind_core.settings import Settings
+from lrfind_jax.finder import lr_find
 from lrfind_jax.flax_adapters import lr_find_linen, lr_find_nnx
-from lrfind_jax.schedules import one_cycle_schedule
+from lrfind_jax.one_cycle import one_cycle_schedule
+from lrfind_jax.options import DEFAULT_CHUNK_SIZE, JaxOptions
 from lrfind_jax.sweep import clear_program_cache
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "JaxOptions",
+    "LRFindResult",
+    "Settings",
     "clear_program_cache",
     "lr_find",
     "lr_find_linen",

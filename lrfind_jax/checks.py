@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lrfind_core._checks import check_int
+from lrfind_core.arguments import check_int
 
 
 def check_callable(name: str, value: Any) -> None:

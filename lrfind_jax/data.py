@@ -207,4 +207,26 @@ def _stack(*leaves: Any) -> Any:
     return jax.device_put(np.stack([np.asarray(leaf) for leaf in leaves]))
 
 
-__all__ = ["BatchSequence", "StackedData", "batch_example", "is_stacked", "stacked_data"]
+
+
+def validation_batches(val_data: Any, count: int) -> Any:
+    """The first ``count`` batches of ``val_data`` (stacked, or a sequence), stacked on
+    the device; fewer if it holds fewer."""
+    if is_stacked(val_data):
+        stacked = stacked_data(val_data, name="val_data")
+        if stacked.length <= count:
+            return stacked.arrays
+        return jax.tree_util.tree_map(lambda leaf: leaf[:count], stacked.arrays)
+    sequence = BatchSequence(val_data, count, name="val_data")
+    data, real = sequence.next_chunk(count)
+    return jax.tree_util.tree_map(lambda leaf: leaf[:real], data)
+
+
+__all__ = [
+    "BatchSequence",
+    "StackedData",
+    "batch_example",
+    "is_stacked",
+    "stacked_data",
+    "validation_batches",
+]

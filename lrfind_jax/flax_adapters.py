@@ -4,22 +4,26 @@ Both adapters turn the model into the generic stateful form
 ``loss_fn(params, model_state, batch, key) -> (loss, new_model_state)``: the
 trained parameters are the ``params`` pytree, everything else the model updates
 while training (BatchNorm statistics, nnx RNG counters) is ``model_state``. The
-user's module or variables are never changed.
+user's module or variables are never changed. Both take the same arguments as
+``lr_find`` (the model first, then the optimizer, the data and ``loss_fn``; the
+same keywords).
 
 Flax is imported only when an adapter is called.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import jax
 
-from lrfind_core import LRFindResult
-from lrfind_jax.checks import check_callable
+from lrfind_core.arguments import check_callable
+from lrfind_core.result import LRFindResult
 from lrfind_jax.finder import lr_find
+from lrfind_jax.options import JaxOptions, checked_options
 
 
 @dataclass(frozen=True)
@@ -44,15 +48,28 @@ class NnxLoss:
         return loss, new_rest
 
 
-def _training_view(model: Any) -> Any:
-    """``model`` with ``deterministic=False`` and ``use_running_average=False`` (what
-    ``model.train()`` sets), without changing ``model`` itself."""
+@dataclass(frozen=True)
+class NnxValidationLoss:
+    """``loss_fn(module, batch)`` on the module in eval mode, as ``(params, rest, batch)``."""
+
+    graphdef: Any
+    loss_fn: Callable[[Any, Any], Any]
+
+    def __call__(self, params: Any, rest: Any, batch: Any) -> Any:
+        from flax import nnx
+
+        return self.loss_fn(nnx.merge(self.graphdef, params, rest, copy=True), batch)
+
+
+def _view(model: Any, training: bool) -> Any:
+    """``model`` as after ``model.train()`` (``training``) or ``model.eval()``, without
+    changing ``model`` itself."""
     from flax import nnx
 
-    attributes = {"deterministic": False, "use_running_average": False}
+    attributes = {"deterministic": not training, "use_running_average": not training}
     if hasattr(nnx, "view"):
         return nnx.view(model, raise_if_not_found=False, **attributes)
-    copy = nnx.clone(model)  # older flax: no views, train a clone's settings instead
+    copy = nnx.clone(model)  # older flax: no views, set a clone's attributes instead
     copy.set_attributes(raise_if_not_found=False, **attributes)
     return copy
 
@@ -61,17 +78,16 @@ def lr_find_nnx(
     model: Any,
     optimizer: Any,
     train_data: Any,
-    loss_fn: Callable[[Any, Any], Any],
+    loss_fn: Callable[[Any, Any], Any] | None = None,
     *,
     wrt: Any = None,
-    train_mode: bool = True,
-    **options: Any,
+    **keywords: Any,
 ) -> LRFindResult:
-    """The LR range test for a Flax nnx module; the module is left untouched.
+    """``lrfind_jax.lr_find`` for a Flax nnx module; the module is left untouched.
 
     The module is split into the trained state (``nnx.Param`` by default) and the
     rest (``BatchStat``, RNG counters, other variables). Inside the compiled
-    sweep, every micro-batch merges a fresh module from the two, calls
+    program, every micro-batch merges a fresh module from the two, calls
     ``loss_fn(module, batch) -> loss`` and splits it again, so BatchNorm
     statistics update and dropout RNG streams advance step by step, as in an nnx
     training loop; none of it is written back to ``model``.
@@ -84,17 +100,12 @@ def lr_find_nnx(
       train_data: stacked arrays or a sequence of batches (see :func:`lr_find`).
       loss_fn: ``loss_fn(module, batch) -> scalar loss``.
       wrt: the nnx filter of what is trained (default ``nnx.Param``).
-      train_mode: run the sweep as after ``model.train()`` (``deterministic=False``
-        and ``use_running_average=False`` wherever a submodule has them), without
-        changing ``model``; False runs the module as it is configured.
-      **options: keyword options of :func:`lrfind_jax.lr_find` (``num_steps``,
-        ``start_lr``, ``accumulation_steps``, ``progress``, ``num_sweeps``,
-        ``mode``, ``steps_per_lr``, ``average_last``...). With ``num_sweeps=K``,
-        sweep k > 0 folds k into the module's RNG keys (its own dropout masks);
-        in independent mode every run of a curve sees the same masks.
-
-    Returns:
-      An :class:`lrfind_core.LRFindResult`.
+      **keywords: the keywords of :func:`lrfind_jax.lr_find` (``mode``, ``num_steps``,
+        ``val_data``, ``settings``, ``options``...). ``options.train_mode`` (default
+        True) runs the module as after ``model.train()``; validation points use it
+        as after ``model.eval()``, with ``options.val_loss_fn(module, batch)`` if
+        given, else ``loss_fn``. With several curves, curve k > 0 folds k into the
+        module's RNG keys (its own dropout masks).
     """
     from flax import nnx
 
@@ -106,14 +117,22 @@ def lr_find_nnx(
             "nnx.Optimizer: lr_find builds and discards its own optimizer state"
         )
     check_callable("loss_fn", loss_fn)
-    for name in ("model_state", "rng"):
-        if name in options:
-            raise TypeError(f"lr_find_nnx takes no {name}=: the module's own state is used")
+    _refuse(keywords, ("model_state", "rng"), "lr_find_nnx", "the module's own state is used")
+    options = checked_options(keywords.pop("options", None))
     wrt = nnx.Param if wrt is None else wrt
-    node = _training_view(model) if train_mode else model
+    node = _view(model, True) if options.train_mode else model
     graphdef, params, rest = nnx.split(node, wrt, ...)
-    return lr_find(NnxLoss(graphdef, loss_fn, wrt), params, optimizer, train_data,
-                   model_state=rest, **options)
+    eval_graphdef, _, _ = nnx.split(_view(model, False), wrt, ...)
+    val_loss = NnxValidationLoss(eval_graphdef, options.val_loss_fn or loss_fn)
+    options = dataclasses.replace(options, train_mode=True, val_loss_fn=val_loss)
+    return lr_find(params, optimizer, train_data, NnxLoss(graphdef, loss_fn, wrt),
+                   model_state=rest, options=options, **keywords)
+
+
+def _refuse(keywords: dict[str, Any], names: Sequence[str], where: str, why: str) -> None:
+    for name in names:
+        if name in keywords:
+            raise TypeError(f"{where} takes no {name}=: {why}")
 
 
 @dataclass(frozen=True)
@@ -158,23 +177,37 @@ class LinenLoss:
         return loss, collections
 
 
+@dataclass(frozen=True)
+class LinenValidationLoss:
+    """``val_loss_fn(apply, batch)`` with ``apply`` calling ``apply_fn`` on the current
+    variables, nothing mutable and no RNG streams, as ``(params, collections, batch)``."""
+
+    apply_fn: Callable[..., Any]
+    loss_fn: Callable[[Any, Any], Any]
+
+    def __call__(self, params: Any, state: Any, batch: Any) -> Any:
+        variables = {"params": params, **state}
+        return self.loss_fn(lambda *args, **kwargs: self.apply_fn(variables, *args, **kwargs),
+                            batch)
+
+
 def lr_find_linen(
     apply_fn: Any,
     variables: Any,
     optimizer: Any,
     train_data: Any,
-    loss_fn: Callable[[Callable[..., Any], Any], Any],
+    loss_fn: Callable[[Callable[..., Any], Any], Any] | None = None,
     *,
     rng: Any = None,
     mutable: Sequence[str] = ("batch_stats",),
     rng_streams: Sequence[str] = ("dropout",),
-    **options: Any,
+    **keywords: Any,
 ) -> LRFindResult:
-    """The LR range test for a Flax linen model; ``variables`` are left untouched.
+    """``lrfind_jax.lr_find`` for a Flax linen model; ``variables`` are left untouched.
 
     ``variables["params"]`` is trained; every other collection (e.g.
-    ``batch_stats``) is model state, updated step by step inside the sweep where
-    it is listed in ``mutable``.
+    ``batch_stats``) is model state, updated step by step where it is listed in
+    ``mutable``.
 
     Args:
       apply_fn: ``module.apply`` (or the module itself).
@@ -188,17 +221,14 @@ def lr_find_linen(
         updated collections are kept), e.g.
         ``lambda apply, batch: xent(apply(batch["x"], train=True), batch["y"])``.
       rng: a PRNG key for the ``rng_streams`` (dropout). Each micro-batch, and each
-        ``apply`` call within it, gets its own key derived from it. Without it no
-        ``rngs`` are passed.
+        ``apply`` call within it, gets its own key derived from it.
       mutable: collections the model updates in training (only those present in
         ``variables`` are used; none: ``apply_fn`` is called without ``mutable``).
       rng_streams: names of the RNG streams to feed.
-      **options: keyword options of :func:`lrfind_jax.lr_find` (``num_steps``,
-        ``num_sweeps``, ``mode``, ``progress``...); sweep k > 0 of ``num_sweeps``
-        uses the key ``jax.random.fold_in(rng, k)``.
-
-    Returns:
-      An :class:`lrfind_core.LRFindResult`.
+      **keywords: the keywords of :func:`lrfind_jax.lr_find`. With ``val_data``,
+        ``options.val_loss_fn(apply, batch)`` is required: the loss in eval mode
+        (``apply`` then passes nothing mutable and no RNG streams; call it with
+        your model's eval flag, e.g. ``train=False``).
     """
     from flax.core import unfreeze
     from flax.errors import InvalidRngError
@@ -206,19 +236,28 @@ def lr_find_linen(
     apply_fn = getattr(apply_fn, "apply", apply_fn)
     check_callable("apply_fn", apply_fn)
     check_callable("loss_fn", loss_fn)
-    if "model_state" in options:
-        raise TypeError("lr_find_linen takes no model_state=: the non-params collections are")
+    _refuse(keywords, ("model_state",), "lr_find_linen", "the non-params collections are")
     if isinstance(mutable, str) or isinstance(rng_streams, str):
         raise TypeError("mutable and rng_streams must be sequences of collection names")
     variables = unfreeze(variables)
     if not isinstance(variables, dict) or "params" not in variables:
         raise ValueError("variables must be a dict with a 'params' collection")
+    options = checked_options(keywords.pop("options", None))
+    if keywords.get("val_data") is not None:
+        if options.val_loss_fn is None:
+            raise ValueError(
+                "lr_find_linen with val_data needs options=JaxOptions(val_loss_fn=...): "
+                "val_loss_fn(apply, batch) -> the loss in eval mode, e.g. with train=False"
+            )
+        options = dataclasses.replace(
+            options, val_loss_fn=LinenValidationLoss(apply_fn, options.val_loss_fn)
+        )
     state = {name: value for name, value in variables.items() if name != "params"}
     used = tuple(name for name in mutable if name in state)
     loss = LinenLoss(apply_fn, loss_fn, used, tuple(rng_streams))
     try:
-        return lr_find(loss, variables["params"], optimizer, train_data,
-                       model_state=state, rng=rng, **options)
+        return lr_find(variables["params"], optimizer, train_data, loss, model_state=state,
+                       rng=rng, options=options, **keywords)
     except InvalidRngError as error:
         if rng is not None:
             raise
@@ -228,4 +267,12 @@ def lr_find_linen(
         ) from error
 
 
-__all__ = ["LinenLoss", "NnxLoss", "lr_find_linen", "lr_find_nnx"]
+__all__ = [
+    "JaxOptions",
+    "LinenLoss",
+    "LinenValidationLoss",
+    "NnxLoss",
+    "NnxValidationLoss",
+    "lr_find_linen",
+    "lr_find_nnx",
+]

@@ -135,11 +135,13 @@ def constant_every_k(multi_steps: optax.MultiSteps) -> int:
 @functools.lru_cache(maxsize=64)
 def _inject_factory(factory: Callable[[Any], Any]) -> Any:
     """``factory`` wrapped in ``inject_hyperparams``; cached so that passing the same
-    factory again reuses the compiled sweep. The base LR 1.0 is overwritten before
-    the first update; it only fixes the (single) group's ratio at 1."""
-    return optax.inject_hyperparams(lambda learning_rate: factory(learning_rate))(
-        learning_rate=1.0
+    factory again reuses the compiled sweep. Hyperparameters are stored in float32
+    whatever the params' dtype. The base LR 1.0 is overwritten before the first
+    update; it only fixes the (single) group's ratio at 1."""
+    inject = optax.inject_hyperparams(
+        lambda learning_rate: factory(learning_rate), hyperparam_dtype=jnp.float32
     )
+    return inject(learning_rate=1.0)
 
 
 @functools.lru_cache(maxsize=64)

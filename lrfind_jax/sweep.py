@@ -1,15 +1,20 @@
-"""The compiled sweep: one real optimizer update per loop iteration, all on the device.
+"""The compiled runs: one real optimizer update per loop iteration, all on the device.
 
-:func:`sweep_update` is a pure function of ``(carry, inputs)``: set the step's
-learning rates, run ``k`` micro-batches (gradient, ``optimizer.update``, apply),
-record the mean raw loss and fold it into the core's online monitor
-(:func:`lrfind_core.monitor_update` with ``jax.numpy``). :func:`sweep_loop` repeats it
-in a ``lax.while_loop`` from ``carry.step`` until ``inputs.end`` or until the
-monitor's stop code is nonzero. The same compiled program therefore serves a
-whole sweep in one call, a chunk of it (for a progress bar, or for streamed data),
-and a resume after the host's float64 check disagreed with the in-loop float32
-hint. Nothing in it touches the host, so :func:`vmapped_loop` runs R copies of it
-(K repeated sweeps, or the independent runs) as one program with ``jax.vmap``.
+:func:`run_update` is a pure function of one run's ``(carry, inputs)``: set the
+step's learning rates, run ``k`` micro-batches (gradient, ``optimizer.update``,
+apply), record the mean raw loss and fold it into the core's online monitor
+(:func:`lrfind_core.monitor.monitor_update` with ``jax.numpy``). With validation,
+every ``val_every``-th update is followed by :func:`validation_point`: the mean
+eval-mode loss over the validation batches becomes the run's next curve point,
+and the monitor watches those points instead. :func:`run_loop` repeats updates
+in a ``lax.while_loop`` from ``carry.step`` until ``inputs.end`` or a stop code.
+
+A program runs R such runs (:func:`loop_function`): the carry and the per-run
+inputs have a leading run axis; R > 1 runs are ``jax.vmap``-ed (a finished run
+stays frozen while others go on), one run is the plain loop on the squeezed
+axis. The same compiled program serves a whole run in one call, a chunk of it
+(progress bar, streamed data) and a resume after the host's float64 check
+disagreed with the in-loop float32 hint.
 
 Indices: update ``i`` uses micro-batches ``m = i * k + j`` (``j < k``); micro-batch
 ``m`` reads ``data[(m - inputs.data_offset) % len(data)]`` and, in the stateful
@@ -34,14 +39,14 @@ import numpy as np
 import optax
 from jax import lax
 
-from lrfind_core import MonitorSettings, MonitorState, monitor_init, monitor_update
+from lrfind_core.monitor import MonitorSettings, MonitorState, monitor_init, monitor_update
 from lrfind_jax.injection import set_learning_rates
 
 logger = logging.getLogger("lrfind_jax")
 
 
 class SweepCarry(NamedTuple):
-    """Everything the loop updates.
+    """Everything a run updates (one run; a program's carry has a leading run axis).
 
     Attributes:
       params: the trained parameters (a pytree).
@@ -49,8 +54,10 @@ class SweepCarry(NamedTuple):
       model_state: non-trained model state (e.g. BatchNorm statistics), or None.
       step: index of the next real update (int32).
       monitor: the core's online smoothing and stop state (loss dtype).
-      code: stop code of the last update (0 none, 1 non-finite, 2 diverged; int32).
-      losses: raw loss of every update, NaN where not run yet, shape ``[num_steps]``.
+      code: stop code of the last point (0 none, 1 non-finite, 2 diverged; int32).
+      losses: raw training loss of every update, NaN where not run, ``[num_steps]``.
+      points: validation losses, one per ``val_every`` updates (``[0]`` without).
+      points_made: validation points recorded (int32).
     """
 
     params: Any
@@ -60,17 +67,20 @@ class SweepCarry(NamedTuple):
     monitor: MonitorState
     code: Any
     losses: Any
+    points: Any
+    points_made: Any
 
 
 class SweepInputs(NamedTuple):
-    """Read-only inputs of a loop run.
+    """Read-only inputs of a program call (per run: ``lrs``, ``rng``, ``data_offset``, ``end``).
 
     Attributes:
-      data: stacked micro-batches (leading axis), on the device.
+      data: stacked micro-batches (leading axis), on the device; shared by all runs.
       lrs: per LR group, the LR of every update (``[num_steps]``, the group's dtype).
       rng: the base PRNG key of the stateful form, or None.
-      data_offset: micro-step index of ``data[0]`` (int32; 0 for stacked data).
+      data_offset: micro-step index of ``data[0]`` (int32).
       end: run updates while ``step < end`` (int32).
+      val_data: stacked validation batches, shared by all runs, or None.
     """
 
     data: Any
@@ -78,11 +88,16 @@ class SweepInputs(NamedTuple):
     rng: Any
     data_offset: Any
     end: Any
+    val_data: Any = None
+
+
+RUN_AXES = SweepInputs(data=None, lrs=0, rng=0, data_offset=0, end=0, val_data=None)
+"""Which inputs have the run axis."""
 
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """The static part of a compiled sweep (hashable: it keys the program cache).
+    """The static part of a compiled program (hashable: it keys the program cache).
 
     Attributes:
       loss_fn: ``loss_fn(params, batch) -> loss`` or, when ``stateful``,
@@ -92,6 +107,9 @@ class SweepSpec:
       lr_leaves: the injected learning rates it sets (:attr:`LrGroup.leaf_index`).
       accumulation_steps: micro-batches per real update (k).
       monitor: the core's smoothing and stop settings.
+      val_every: updates between validation points, or None (points are the losses).
+      val_loss_fn: ``val_loss_fn(params, model_state, batch) -> loss`` in eval mode.
+      runs: R, the runs of one program.
     """
 
     loss_fn: Callable[..., Any]
@@ -100,6 +118,9 @@ class SweepSpec:
     lr_leaves: tuple[int, ...]
     accumulation_steps: int
     monitor: MonitorSettings
+    val_every: int | None = None
+    val_loss_fn: Callable[..., Any] | None = None
+    runs: int = 1
 
 
 def micro_loss(spec: SweepSpec, params: Any, model_state: Any, batch: Any, key: Any) -> Any:
@@ -124,8 +145,13 @@ def _index(data: Any, position: Any) -> Any:
     )
 
 
-def sweep_update(spec: SweepSpec, carry: SweepCarry, inputs: SweepInputs) -> SweepCarry:
-    """One real optimizer update (``k`` micro-batches); pure, so it vmaps."""
+def _monitor(carry: SweepCarry, value: Any, spec: SweepSpec) -> tuple[MonitorState, Any]:
+    monitor, _, code = monitor_update(carry.monitor, value, spec.monitor, jnp)
+    return _match_dtypes(monitor, carry.monitor), jnp.asarray(code, jnp.int32)
+
+
+def run_update(spec: SweepSpec, carry: SweepCarry, inputs: SweepInputs) -> SweepCarry:
+    """One real optimizer update (``k`` micro-batches) of one run; pure, so it vmaps."""
     step = carry.step
     lrs = tuple(lax.dynamic_index_in_dim(table, step, keepdims=False) for table in inputs.lrs)
     opt_state = set_learning_rates(carry.opt_state, spec.lr_leaves, lrs)
@@ -157,41 +183,91 @@ def sweep_update(spec: SweepSpec, carry: SweepCarry, inputs: SweepInputs) -> Swe
     state = (carry.params, opt_state, carry.model_state, jnp.zeros((), loss_dtype))
     state = micro(jnp.int32(0), state) if k == 1 else lax.fori_loop(0, k, micro, state)
     params, opt_state, model_state, loss = state
-    monitor, _, code = monitor_update(carry.monitor, loss, spec.monitor, jnp)
-    return SweepCarry(
+    if spec.val_every is None:
+        monitor, code = _monitor(carry, loss, spec)
+    else:  # the monitor watches the validation points (as in the torch backend)
+        monitor, code = carry.monitor, carry.code
+    return carry._replace(
         params=params,
         opt_state=opt_state,
         model_state=model_state,
         step=step + 1,
-        monitor=_match_dtypes(monitor, carry.monitor),
-        code=jnp.asarray(code, jnp.int32),
+        monitor=monitor,
+        code=code,
         losses=carry.losses.at[step].set(loss),
     )
 
 
-def sweep_loop(spec: SweepSpec, carry: SweepCarry, inputs: SweepInputs) -> SweepCarry:
+def validation_loss(spec: SweepSpec, carry: SweepCarry, val_data: Any) -> Any:
+    """The mean eval-mode loss over the stacked validation batches (unrolled: no loop)."""
+    count = jax.tree_util.tree_leaves(val_data)[0].shape[0]
+    total = jnp.zeros((), carry.points.dtype)
+    for index in range(count):
+        batch = _index(val_data, index)
+        loss = spec.val_loss_fn(carry.params, carry.model_state, batch)
+        total = total + loss.astype(carry.points.dtype)
+    return total / count
+
+
+def validation_point(spec: SweepSpec, carry: SweepCarry, inputs: SweepInputs) -> SweepCarry:
+    """Record the next validation point and fold it into the monitor."""
+    value = validation_loss(spec, carry, inputs.val_data)
+    monitor, code = _monitor(carry, value, spec)
+    return carry._replace(
+        monitor=monitor,
+        code=jnp.maximum(carry.code, code),
+        points=carry.points.at[carry.points_made].set(value),
+        points_made=carry.points_made + 1,
+    )
+
+
+def validation_due(spec: SweepSpec, carry: SweepCarry) -> Any:
+    """Whether the run has just made an update that ends with a validation point."""
+    if spec.val_every is None:
+        return jnp.zeros((), bool)
+    return jnp.logical_and(
+        carry.step == (carry.points_made + 1) * spec.val_every, carry.code == 0
+    )
+
+
+def run_loop(spec: SweepSpec, carry: SweepCarry, inputs: SweepInputs) -> SweepCarry:
     """Run updates from ``carry.step`` while ``step < inputs.end`` and no stop code."""
 
     def running(c: SweepCarry) -> Any:
         return jnp.logical_and(c.step < inputs.end, c.code == 0)
 
-    return lax.while_loop(running, lambda c: sweep_update(spec, c, inputs), carry)
+    def body(c: SweepCarry) -> SweepCarry:
+        c = run_update(spec, c, inputs)
+        if spec.val_every is None:
+            return c
+        return lax.cond(
+            validation_due(spec, c), lambda x: validation_point(spec, x, inputs), lambda x: x, c
+        )
+
+    return lax.while_loop(running, body, carry)
 
 
 def guarded_update(spec: SweepSpec, carry: SweepCarry, inputs: SweepInputs) -> tuple[Any, Any]:
-    """One step of :func:`sweep_loop` outside a loop: ``(carry, done)``.
+    """One step of :func:`run_loop` outside a loop: ``(carry, done)``.
 
     The update is computed and kept only where the loop would have run it
     (``step < end``, no stop code), by a select rather than ``lax.cond``: XLA:CPU
     compiles convolutions inside a conditional as slowly as inside a loop.
-    ``done`` says that no run has an update left, so the host can stop
-    dispatching.
+    Validation points are a program of their own (:func:`guarded_validation`).
+    ``done`` says that the run has no update left.
     """
     running = jnp.logical_and(carry.step < inputs.end, carry.code == 0)
-    updated = sweep_update(spec, carry, inputs)
+    updated = run_update(spec, carry, inputs)
     new = jax.tree_util.tree_map(lambda a, b: jnp.where(running, a, b), updated, carry)
-    done = jnp.all(jnp.logical_or(new.step >= inputs.end, new.code != 0))
+    done = jnp.logical_or(new.step >= inputs.end, new.code != 0)
     return new, done
+
+
+def guarded_validation(spec: SweepSpec, carry: SweepCarry, inputs: SweepInputs) -> SweepCarry:
+    """:func:`validation_point` where it is due, kept by a select."""
+    due = validation_due(spec, carry)
+    updated = validation_point(spec, carry, inputs)
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(due, a, b), updated, carry)
 
 
 EXECUTIONS = ("while_loop", "per_step")
@@ -226,7 +302,7 @@ def uses_convolution(function: Callable[..., Any], *args: Any) -> bool:
 
 
 def choose_execution(
-    execution: str, spec: SweepSpec, carry: SweepCarry, inputs: SweepInputs, layout: str
+    execution: str, spec: SweepSpec, carry: SweepCarry, inputs: SweepInputs
 ) -> str:
     """``execution`` resolved: ``"auto"`` is ``per_step`` for convolutions on a CPU."""
     if execution != "auto":
@@ -235,70 +311,74 @@ def choose_execution(
     platforms = {device.platform for device in leaf.devices()}
     if platforms != {"cpu"}:
         return "while_loop"
-    step = loop_function(spec, layout, "per_step")
+    step = over_runs(spec, guarded_update)
     return "per_step" if uses_convolution(step, carry, inputs) else "while_loop"
 
 
-LAYOUTS = ("single", "sweeps", "runs")
-"""What a compiled program runs: one sweep (:func:`sweep_loop`), K sweeps over the
-same LR tables, or independent runs, each with its own LR tables
-(:func:`vmapped_loop`)."""
+def _squeeze(tree: Any) -> Any:
+    return jax.tree_util.tree_map(lambda leaf: leaf[0], tree)
 
 
-def vmapped_loop(
-    spec: SweepSpec,
-    batched_lrs: bool,
-    carry: SweepCarry,
-    inputs: SweepInputs,
-    body: Callable[..., Any] = sweep_loop,
-) -> SweepCarry:
-    """:func:`sweep_loop` for R runs at once, as ``jax.vmap`` over a leading run axis.
-
-    The carry and ``inputs.rng``, ``inputs.data_offset`` and ``inputs.end`` have
-    the run axis (``inputs.lrs`` too when ``batched_lrs``); the data is shared.
-    The vmapped ``lax.while_loop`` steps while any run is running and leaves the
-    finished ones unchanged, so every run stops where it alone would have.
-    """
-    axes = SweepInputs(data=None, lrs=0 if batched_lrs else None, rng=0, data_offset=0, end=0)
-    return jax.vmap(functools.partial(body, spec), in_axes=(0, axes))(carry, inputs)
+def _expand(tree: Any) -> Any:
+    return jax.tree_util.tree_map(lambda leaf: leaf[None], tree)
 
 
-def loop_function(
-    spec: SweepSpec, layout: str, execution: str = "while_loop"
-) -> Callable[[SweepCarry, SweepInputs], Any]:
-    """The pure ``(carry, inputs) -> carry`` of a layout (one of :data:`LAYOUTS`):
-    the whole loop, or for ``per_step`` execution one guarded update of it."""
+def over_runs(spec: SweepSpec, body: Callable[..., Any]) -> Callable[..., Any]:
+    """``body(spec, carry, inputs)`` of one run, applied to R runs along the leading
+    axis: ``jax.vmap`` for R > 1, the run itself for R = 1 (the same program a
+    single sweep always had, no batching of its operations)."""
+    if spec.runs > 1:
+        return jax.vmap(functools.partial(body, spec), in_axes=(0, RUN_AXES))
+
+    def single(carry: SweepCarry, inputs: SweepInputs) -> Any:
+        one = inputs._replace(
+            lrs=tuple(table[0] for table in inputs.lrs),
+            rng=None if inputs.rng is None else inputs.rng[0],
+            data_offset=inputs.data_offset[0],
+            end=inputs.end[0],
+        )
+        return _expand(body(spec, _squeeze(carry), one))
+
+    return single
+
+
+def loop_function(spec: SweepSpec, execution: str = "while_loop") -> Callable[..., Any]:
+    """The pure program of R runs: ``(carry, inputs) -> carry`` for the whole loop,
+    or for ``per_step`` execution one guarded update ``-> (carry, all_done)``."""
     if execution == "while_loop":
-        if layout == "single":
-            return functools.partial(sweep_loop, spec)
-        return functools.partial(vmapped_loop, spec, layout == "runs")
-    if layout == "single":
-        return functools.partial(guarded_update, spec)
+        return over_runs(spec, run_loop)
+    update = over_runs(spec, guarded_update)
 
-    def vmapped_step(carry: SweepCarry, inputs: SweepInputs) -> tuple[SweepCarry, Any]:
-        new, done = vmapped_loop(spec, layout == "runs", carry, inputs, body=guarded_update)
+    def step(carry: SweepCarry, inputs: SweepInputs) -> tuple[SweepCarry, Any]:
+        new, done = update(carry, inputs)
         return new, jnp.all(done)
 
-    return vmapped_step
+    return step
 
 
 def per_step_runner(
     step: Callable[[SweepCarry, SweepInputs], tuple[SweepCarry, Any]],
+    validate: Callable[[SweepCarry, SweepInputs], SweepCarry] | None,
+    val_every: int | None,
 ) -> Callable[[SweepCarry, SweepInputs], SweepCarry]:
     """``run(carry, inputs)`` from a compiled one-update ``step``.
 
-    Dispatches ``step`` as many times as the furthest run has updates left.
+    Dispatches ``step`` as many times as the furthest run has updates left (and
+    the validation program after each update that may end at a validation point).
     Dispatch is asynchronous and the host never waits inside the loop: it only
     looks at the ``done`` flags that are already computed, and stops dispatching
-    once one says every run has stopped or ended (a stopped run stays frozen, as
-    in the while loop).
+    once one says every run has stopped or ended.
     """
 
     def run(carry: SweepCarry, inputs: SweepInputs) -> SweepCarry:
-        updates = int(np.max(np.asarray(inputs.end)) - np.min(jax.device_get(carry.step)))
+        steps = np.asarray(jax.device_get(carry.step))
+        first, last = int(np.min(steps)), int(np.max(np.asarray(inputs.end)))
+        aligned = bool(np.all(steps == steps[0]))
         pending: list[Any] = []
-        for _ in range(max(updates, 0)):
+        for update in range(first, last):
             carry, done = step(carry, inputs)
+            if validate is not None and (not aligned or (update + 1) % val_every == 0):
+                carry = validate(carry, inputs)
             pending.append(done)
             while pending and pending[0].is_ready():
                 if bool(pending.pop(0)):
@@ -322,36 +402,6 @@ def fresh_copy(tree: Any) -> Any:
         )
 
 
-def initial_carry(
-    params: Any,
-    opt_state: Any,
-    model_state: Any,
-    num_steps: int,
-    loss_dtype: Any,
-    *,
-    opt_state_is_new: bool = False,
-) -> SweepCarry:
-    """A fresh carry. The arrays are copies: the loop donates its carry, and the
-    caller's params and states must stay valid (``opt_state_is_new``: lrfind made
-    ``opt_state`` itself, in buffers nobody else holds, so it is not copied).
-    The step, monitor and loss record start as host arrays; the program's call
-    transfers them with its other arguments."""
-    return SweepCarry(
-        params=fresh_copy(params),
-        opt_state=opt_state if opt_state_is_new else fresh_copy(opt_state),
-        model_state=fresh_copy(model_state),
-        step=np.zeros((), np.int32),
-        monitor=jax.tree_util.tree_map(_canonical, monitor_init(np, loss_dtype)),
-        code=np.zeros((), np.int32),
-        losses=np.full((num_steps,), np.nan, loss_dtype),
-    )
-
-
-def _canonical(value: np.ndarray) -> np.ndarray:
-    """``value`` in the dtype jax would give it (int32 unless x64 is on)."""
-    return np.asarray(value, dtype=jax.dtypes.canonicalize_dtype(value.dtype))
-
-
 # The program cache: one compiled executable per (spec, argument shapes/dtypes/shardings).
 
 MAX_PROGRAMS = 16
@@ -361,8 +411,8 @@ _programs_lock = threading.Lock()
 
 @dataclass(frozen=True)
 class Program:
-    """A compiled loop (:func:`loop_function`), ``run(carry, inputs) -> carry`` (the
-    carry is donated), with the loss dtype its carry records and what compiling cost."""
+    """A compiled program of R runs, ``run(carry, inputs) -> carry`` (the carry is
+    donated), with the loss dtype its carry records and what compiling cost."""
 
     run: Callable[[SweepCarry, SweepInputs], SweepCarry]
     loss_dtype: Any
@@ -371,7 +421,8 @@ class Program:
     execution: str = "while_loop"
 
 
-def _signature(tree: Any) -> Any:
+def signature(tree: Any) -> Any:
+    """Structure and per-leaf shape, dtype, weak type and sharding of ``tree``."""
     leaves, treedef = jax.tree_util.tree_flatten(tree)
     return treedef, tuple(_leaf_signature(leaf) for leaf in leaves)
 
@@ -391,31 +442,6 @@ def _leaf_signature(leaf: Any) -> tuple[Any, ...]:
     return (tuple(np.shape(leaf)), dtype, weak, getattr(leaf, "sharding", None))
 
 
-def program_key(
-    spec: SweepSpec,
-    state: tuple[Any, Any, Any],
-    inputs: SweepInputs,
-    num_steps: int,
-    layout: str = "single",
-    execution: str = "while_loop",
-) -> Any:
-    """The cache key of a sweep, or None when something in it is unhashable.
-
-    It includes the JAX settings that change the compiled code (matmul precision,
-    x64), since a cached executable bypasses ``jax.jit``'s own cache.
-    """
-    settings = (jax.config.jax_default_matmul_precision, jax.config.jax_enable_x64)
-    try:
-        key = (
-            spec, _signature(state), _signature(inputs), num_steps, layout, execution, settings
-        )
-        hash(key)
-    except TypeError:  # an unhashable loss_fn or optimizer: no reuse across calls
-        logger.debug("lr_find: unhashable sweep settings; the program is not cached")
-        return None
-    return key
-
-
 def cached_program(key: Any) -> Program | None:
     """The compiled program stored under ``key``, if any."""
     if key is None:
@@ -429,20 +455,23 @@ def cached_program(key: Any) -> Program | None:
 
 
 def compile_program(
-    spec: SweepSpec,
-    carry: SweepCarry,
-    inputs: SweepInputs,
-    key: Any,
-    layout: str = "single",
-    execution: str = "while_loop",
+    spec: SweepSpec, carry: SweepCarry, inputs: SweepInputs, key: Any, execution: str
 ) -> Program:
-    """Trace, lower and compile the ``layout``'s loop for these arguments; cache it."""
+    """Trace, lower and compile the program for these arguments; cache it."""
     started = time.perf_counter()
-    jitted = jax.jit(loop_function(spec, layout, execution), donate_argnums=0)
+    jitted = jax.jit(loop_function(spec, execution), donate_argnums=0)
     executable = jitted.lower(carry, inputs).compile()
+    if execution == "while_loop":
+        run = executable
+    else:
+        validate = None
+        if spec.val_every is not None:
+            program = jax.jit(over_runs(spec, guarded_validation), donate_argnums=0)
+            validate = program.lower(carry, inputs).compile()
+        run = per_step_runner(executable, validate, spec.val_every)
     compile_time = time.perf_counter() - started
-    logger.info("lr_find: compiled the %s %s program in %.2f s", layout, execution, compile_time)
-    run = executable if execution == "while_loop" else per_step_runner(executable)
+    logger.info("lr_find: compiled the %d-run %s program in %.2f s", spec.runs, execution,
+                compile_time)
     program = Program(run, carry.losses.dtype, compile_time, False, execution)
     if key is not None:
         with _programs_lock:
@@ -453,14 +482,24 @@ def compile_program(
 
 
 def clear_program_cache() -> None:
-    """Forget every compiled sweep."""
+    """Forget every compiled program."""
     with _programs_lock:
         _programs.clear()
 
 
+def _canonical(value: np.ndarray) -> np.ndarray:
+    """``value`` in the dtype jax would give it (int32 unless x64 is on)."""
+    return np.asarray(value, dtype=jax.dtypes.canonicalize_dtype(value.dtype))
+
+
+def host_monitor(runs: int, loss_dtype: Any) -> MonitorState:
+    """R fresh monitor states as host arrays (transferred with the program's call)."""
+    state = jax.tree_util.tree_map(_canonical, monitor_init(np, loss_dtype))
+    return jax.tree_util.tree_map(lambda leaf: np.repeat(leaf[None], runs, axis=0), state)
+
+
 __all__ = [
     "EXECUTIONS",
-    "LAYOUTS",
     "Program",
     "SweepCarry",
     "SweepInputs",
@@ -470,11 +509,11 @@ __all__ = [
     "clear_program_cache",
     "compile_program",
     "fresh_copy",
-    "initial_carry",
+    "host_monitor",
     "loop_function",
     "micro_loss",
-    "program_key",
-    "sweep_loop",
-    "sweep_update",
-    "vmapped_loop",
+    "over_runs",
+    "run_loop",
+    "run_update",
+    "signature",
 ]

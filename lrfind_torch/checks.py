@@ -6,8 +6,18 @@ from typing import Any
 
 import torch
 
-from lrfind_core._checks import check_choice, check_int, check_positive_float
-from lrfind_torch.state import SNAPSHOT_MODES
+
+def check_device(model: torch.nn.Module, device: Any) -> torch.device:
+    """The device batches go to: ``device``, or the model's; it must be where the model is."""
+    model_device = next(model.parameters()).device
+    chosen = model_device if device is None else torch.device(device)
+    if chosen.type != model_device.type or (
+        chosen.index is not None and model_device.index is not None and chosen != model_device
+    ):
+        raise ValueError(
+            f"device={chosen} but the model is on {model_device}; move the model first"
+        )
+    return chosen
 
 
 def check_model_and_optimizer(model: Any, optimizer: Any) -> None:
@@ -39,6 +49,11 @@ def check_model_and_optimizer(model: Any, optimizer: Any) -> None:
 
 def check_loss_options(loss_fn: Any, step_fn: Any) -> None:
     """Exactly one of ``loss_fn`` and ``step_fn``, and it is callable."""
+    if isinstance(loss_fn, type):
+        raise TypeError(
+            f"loss_fn is the class {loss_fn.__name__}, not a loss: pass an instance "
+            f"({loss_fn.__name__}()) or a function such as torch.nn.functional.cross_entropy"
+        )
     if (loss_fn is None) == (step_fn is None):
         raise TypeError(
             "pass exactly one of loss_fn (for (inputs, target) batches) or step_fn "
@@ -62,36 +77,4 @@ def check_loss(loss: Any, source: str) -> None:
         raise ValueError(
             f"{source} returned a loss that does not require grad: it is not connected to "
             "the model's trainable parameters (was it computed under torch.no_grad() or detached?)"
-        )
-
-
-def check_sweep_options(
-    *,
-    accumulation_steps: Any,
-    sync_every: Any,
-    val_every: Any,
-    val_batches: Any,
-    max_grad_norm: Any,
-    snapshot: Any,
-    autocast_dtype: Any,
-    grad_scaler: Any,
-) -> None:
-    """Range and type checks of the torch-specific options."""
-    check_int("accumulation_steps", accumulation_steps, minimum=1)
-    if sync_every is not None:
-        check_int("sync_every", sync_every, minimum=1)
-    check_int("val_every", val_every, minimum=1)
-    check_int("val_batches", val_batches, minimum=1)
-    if max_grad_norm is not None:
-        check_positive_float("max_grad_norm", max_grad_norm)
-    check_choice("snapshot", snapshot, SNAPSHOT_MODES)
-    if autocast_dtype is not None and not isinstance(autocast_dtype, torch.dtype):
-        raise TypeError(
-            f"autocast_dtype must be a torch.dtype (torch.float16 or torch.bfloat16), got "
-            f"{autocast_dtype!r}"
-        )
-    scaler_methods = ("scale", "step", "update", "get_scale", "_found_inf_per_device")
-    if grad_scaler is not None and not all(hasattr(grad_scaler, name) for name in scaler_methods):
-        raise TypeError(
-            f"grad_scaler must be a torch.amp.GradScaler, got {type(grad_scaler).__name__}"
         )

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lrfind_torch.finder import lr_find
+from lrfind_torch import lr_find
 
 EPOCHS = 8
 BATCH_SIZE = 64
@@ -95,12 +95,12 @@ def main(out_dir: str = "lrfind_demo_out", seed: int = 0) -> int:
     model = small_cnn()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
     started = time.perf_counter()
-    result = lr_find(model, optimizer, train_loader, loss_fn=nn.functional.cross_entropy)
+    result = lr_find(model, optimizer, train_loader, nn.functional.cross_entropy)
     print(
         f"lr_find: {len(result.lrs)} steps in {time.perf_counter() - started:.1f} s, "
         f"stopped: {result.stop_reason}"
     )
-    for detail in result.suggestion_details.values():
+    for detail in result.suggestions.values():
         lr = "None" if detail.lr is None else f"{detail.lr:.2e}"
         print(f"  {detail.method:>8}: {lr}  ({detail.reason})")
     if result.suggestion is None:
@@ -111,7 +111,7 @@ def main(out_dir: str = "lrfind_demo_out", seed: int = 0) -> int:
     result.plot(path=plot_path)
     result.save(os.path.join(out_dir, "lr_find.json"))
     print(
-        f"suggested peak LR for a one-cycle schedule ({result.config.default_method} rule): "
+        f"suggested peak LR for a one-cycle schedule ({result.settings.method} rule): "
         f"{result.suggestion:.2e}; for a constant LR: "
         f"{result.suggest(for_schedule='constant').lr:.2e}; plot saved to {plot_path}"
     )

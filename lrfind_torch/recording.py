@@ -17,8 +17,7 @@ from typing import Any
 
 import torch
 
-from lrfind_core import FinderConfig, MonitorSettings
-from lrfind_core.monitor import monitor_init, monitor_update
+from lrfind_core.monitor import MonitorSettings, monitor_init, monitor_update
 
 MAX_CONSECUTIVE_SKIPS = 20
 """A GradScaler that skips this many updates in a row ends the sweep."""
@@ -73,19 +72,23 @@ def _has_own_point(step: QueuedStep) -> bool:
 class LossRecorder:
     """The curve's (lr, loss) points, read from the device in batches, with the stop rules.
 
+    ``losses`` are the curve's points (training or validation losses), ``step_losses``
+    every step's training loss as far as the steps were read.
+
     A step whose update the GradScaler skipped keeps its LR and its point (the loss
     was measured before the skipped update) and is listed in ``skipped``. A run of
     ``MAX_CONSECUTIVE_SKIPS`` skipped updates, or a sweep in which every update was
     skipped, ends the curve where the run began: past it the model did not train.
     """
 
-    def __init__(self, config: FinderConfig, sync_every: int, group: Any = None) -> None:
-        self.settings = MonitorSettings(config.beta, config.debias, config.diverge_factor)
+    def __init__(self, stop_rule: MonitorSettings, sync_every: int, group: Any = None) -> None:
+        self.stop_rule = stop_rule
         self.monitor = monitor_init()
         self.sync_every = sync_every
         self.group = group
         self.lrs: list[float] = []
         self.losses: list[float] = []
+        self.step_losses: list[float] = []
         self.skipped: list[dict[str, Any]] = []
         self.queue: list[QueuedStep] = []
         self.stopped = False
@@ -121,6 +124,7 @@ class LossRecorder:
         next_own_value = iter(own_values).__next__
         for position, step in enumerate(queue):
             self.steps_read += 1
+            self.step_losses.append(losses[position])
             if flags is not None and self._note_skip(step, losses[position], flags[position]):
                 break
             if step.point is None:
@@ -128,7 +132,7 @@ class LossRecorder:
             value = losses[position] if step.point is step.loss else next_own_value()
             self.lrs.append(step.lr)
             self.losses.append(value)
-            self.monitor, _, code = monitor_update(self.monitor, value, self.settings)
+            self.monitor, _, code = monitor_update(self.monitor, value, self.stop_rule)
             if code:
                 self.stopped = True
                 break

@@ -33,7 +33,6 @@ from typing import Any
 import numpy as np
 import torch
 
-SNAPSHOT_MODES = ("memory", "disk")
 _PLAIN = (bool, int, float, str, type(None))
 
 

@@ -8,20 +8,20 @@ from typing import Any
 
 import torch
 
-from lrfind_core.batch_source import BatchSource
 from lrfind_torch.batches import move_to_device
 from lrfind_torch.checks import check_loss
 
 
 @dataclass
 class TrainStep:
-    """Everything one optimizer step needs; built once per sweep."""
+    """Everything one optimizer step needs; built once per call. ``batches`` yields
+    the next micro-batch (a :class:`~lrfind_torch.batches.BatchTape`)."""
 
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     compute_loss: Callable[[Any], torch.Tensor]
     loss_source: str
-    batches: BatchSource
+    batches: Any
     device: torch.device
     non_blocking: bool
     accumulation_steps: int
@@ -80,7 +80,9 @@ class TrainStep:
 
     @torch.no_grad()
     def validation_loss(self, batches: list[Any]) -> torch.Tensor:
-        """Mean loss over the fixed validation batches, in eval mode."""
+        """Mean loss over the fixed validation batches, in eval mode (each submodule's
+        mode is put back afterwards)."""
+        modes = [(module, module.training) for module in self.model.modules()]
         self.model.eval()
         try:
             total = None
@@ -90,7 +92,8 @@ class TrainStep:
             assert total is not None
             return total / len(batches)
         finally:
-            self.model.train()
+            for module, training in modes:
+                module.training = training
 
 
 def found_inf_flag(

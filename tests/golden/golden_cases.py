@@ -151,53 +151,56 @@ def run_case(name: str) -> Any:
 def _run_torch(name: str) -> Any:
     import torch
 
-    from lrfind_torch import lr_find
+    from lrfind_torch import Settings, TorchOptions, lr_find
 
     parts = name.split("_")
     model, optimizer, data = _torch_setup(parts[1], parts[2])
     loss = torch.nn.functional.cross_entropy
-    common: dict[str, Any] = {"loss_fn": loss, "progress": False}
+    quiet = TorchOptions(progress=False)
     if name == "torch_mlp_sgd_sweep":
-        return lr_find(model, optimizer, data, num_steps=60, **common)
+        return lr_find(model, optimizer, data, loss, num_steps=60, options=quiet)
     if name == "torch_mlp_adam_k3":
-        return lr_find(model, optimizer, data, num_steps=30, num_sweeps=3, **common)
+        return lr_find(model, optimizer, data, loss, num_steps=30,
+                       settings=Settings(num_sweeps=3), options=quiet)
     if name == "torch_cnn_adamw_sweep":
-        return lr_find(model, optimizer, data, num_steps=50, start_lr=1e-5, **common)
+        return lr_find(model, optimizer, data, loss, num_steps=50, start_lr=1e-5, options=quiet)
     if name == "torch_mlp_sgd_independent":
-        return lr_find(model, optimizer, data, mode="independent", num_steps=10, steps_per_lr=6,
-                       average_last=3, **common)
+        return lr_find(model, optimizer, data, loss, mode="independent", options=quiet,
+                       settings=Settings(independent_lrs=10, steps_per_lr=6, average_last=3))
     if name == "torch_mlp_adam_validation":
-        return lr_find(model, optimizer, data[:30], num_steps=40, val_data=data[30:],
-                       val_every=2, val_batches=4, **common)
+        return lr_find(model, optimizer, data[:30], loss, num_steps=40, val_data=data[30:],
+                       settings=Settings(val_every=2, val_batches=4), options=quiet)
     if name == "torch_mlp_sgd_accumulation_fastai":
-        return lr_find(model, optimizer, data, num_steps=30, accumulation_steps=2,
-                       preset="fastai", **common)
+        return lr_find(model, optimizer, data, loss, num_steps=30, options=quiet,
+                       settings=Settings.preset_named("fastai", accumulation_steps=2))
     if name == "torch_mlp_adam_torch_lr_finder":
-        return lr_find(model, optimizer, data, num_steps=50, preset="torch-lr-finder", **common)
+        return lr_find(model, optimizer, data, loss, num_steps=50, settings="torch-lr-finder",
+                       options=quiet)
     raise ValueError(name)
 
 
 def _run_jax(name: str) -> Any:
     import optax
 
-    from lrfind_jax import lr_find
+    from lrfind_jax import JaxOptions, Settings, lr_find
 
     params, loss_fn, data = _jax_mlp()
-    common: dict[str, Any] = {"progress": False}
+    quiet = JaxOptions(progress=False)
     if name == "jax_mlp_adam_sweep":
-        return lr_find(loss_fn, params, optax.adam, data, num_steps=80, **common)
+        return lr_find(params, optax.adam, data, loss_fn, num_steps=80, options=quiet)
     if name == "jax_mlp_sgd_k3":
-        return lr_find(loss_fn, params, optax.sgd, data, num_steps=30, num_sweeps=3, **common)
+        return lr_find(params, optax.sgd, data, loss_fn, num_steps=30,
+                       settings=Settings(num_sweeps=3), options=quiet)
     if name == "jax_mlp_adam_independent":
-        return lr_find(loss_fn, params, optax.adam, data, mode="independent", num_steps=10,
-                       steps_per_lr=6, average_last=3, **common)
+        return lr_find(params, optax.adam, data, loss_fn, mode="independent", options=quiet,
+                       settings=Settings(independent_lrs=10, steps_per_lr=6, average_last=3))
     if name == "jax_mlp_adam_accumulation":
-        return lr_find(loss_fn, params, optax.adam, data, num_steps=40, accumulation_steps=2,
-                       **common)
+        return lr_find(params, optax.adam, data, loss_fn, num_steps=40,
+                       settings=Settings(accumulation_steps=2), options=quiet)
     if name == "jax_nnx_bn_adam_sweep":
-        return _nnx_case(num_steps=50, **common)
+        return _nnx_case(num_steps=50, options=quiet)
     if name == "jax_linen_bn_sgd_k2":
-        return _linen_case(num_steps=30, num_sweeps=2, **common)
+        return _linen_case(num_steps=30, settings=Settings(num_sweeps=2), options=quiet)
     raise ValueError(name)
 
 
@@ -205,7 +208,8 @@ def summary(result: Any) -> dict[str, Any]:
     """What must not change: curves, stop, suggestions, ensemble and runs (not timings)."""
     data = result.to_dict()
     kept = {key: data[key] for key in ("lrs", "losses", "smoothed_losses", "stop_step",
-                                       "stop_reason", "suggestion_details", "ensemble", "runs")}
+                                       "stop_reason", "ensemble", "runs")}
+    kept["suggestion_details"] = data["suggestions"]
     kept["suggestion"] = None if result.suggestion is None else float(result.suggestion)
     return _canonical(kept)
 

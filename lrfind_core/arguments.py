@@ -70,3 +70,16 @@ def check_curve(lrs: Any, losses: Any) -> tuple[np.ndarray, np.ndarray]:
     if np.any(np.diff(lrs) <= 0):
         raise ValueError("lrs must be strictly increasing")
     return lrs, losses
+
+
+def check_bool(name: str, value: object) -> bool:
+    """Return ``value`` if it is a bool, else raise."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return value
+
+
+def check_callable(name: str, value: object) -> None:
+    """Raise unless ``value`` is callable."""
+    if not callable(value):
+        raise TypeError(f"{name} must be callable, got {type(value).__name__}")

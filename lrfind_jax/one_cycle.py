@@ -1,4 +1,4 @@
-"""Training with the result: optax's own one-cycle schedule at the suggested LR."""
+"""Training with the result: optax's own one-cycle schedule at the suggested peak LR."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from typing import Any
 
 import optax
 
-from lrfind_core import LRFindResult
+from lrfind_core.arguments import check_int
+from lrfind_core.result import LRFindResult
 
 
 def one_cycle_schedule(
@@ -18,6 +19,10 @@ def one_cycle_schedule(
     ``final_div_factor``; its defaults, the same as torch's ``OneCycleLR``,
     otherwise). Use it as ``optax.adam(one_cycle_schedule(result, steps))``.
     """
+    check_int("total_steps", total_steps, minimum=1)
+    detail = result.suggest(method, for_schedule="one_cycle")
+    if detail.lr is None:
+        raise ValueError(f"no one-cycle LR to build a schedule from: {detail.reason}")
     return optax.cosine_onecycle_schedule(
-        **result.one_cycle(total_steps, framework="optax", method=method), **kwargs
+        transition_steps=total_steps, peak_value=detail.lr, **kwargs
     )

@@ -1,6 +1,4 @@
-"""Several curves of one range test: their spread, and the curve built from them.
-
-Two answers to "is the curve showing the LR, or only noise and learning progress?":
+"""The records a result keeps beside its curve: every sweep of K, every independent run.
 
 * **Repeated sweeps** (``num_sweeps=K``): K classic sweeps, each from the same
   initial state with another data order and seed. :class:`SweepEnsemble` keeps
@@ -9,10 +7,6 @@ Two answers to "is the curve showing the LR, or only noise and learning progress
 * **Independent runs** (``mode="independent"``): for each LR of a grid, a short
   run of its own from the same initial state on the same batches, scored by the
   mean loss of its last steps. :class:`IndependentRuns` keeps every run's losses.
-
-The aggregate curve of K curves is their pointwise median raw loss, over the
-points that a strict majority of the curves reached; it is then smoothed, stopped
-and judged like any single curve.
 """
 
 from __future__ import annotations
@@ -22,42 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from lrfind_core.aggregation import spread_in_decades
 from lrfind_core.serialization import decode_floats, encode_floats
-from lrfind_core.smoothing import ewa_smooth
-from lrfind_core.stopping import find_stop
-
-
-def pad_curves(curves: list[np.ndarray], length: int) -> np.ndarray:
-    """Stack 1-D curves into (K, length), cut to ``length`` points or padded with NaN."""
-    padded = np.full((len(curves), length), np.nan)
-    for row, curve in enumerate(curves):
-        values = np.asarray(curve[:length], dtype=np.float64)
-        padded[row, : len(values)] = values
-    return padded
-
-
-def median_curve(curves: list[np.ndarray]) -> np.ndarray:
-    """Pointwise median raw loss over the points a strict majority of curves reached.
-
-    A point where some curve recorded a non-finite loss counts that curve as
-    +inf for the median (it diverged there), so the median stays honest.
-    """
-    lengths = np.array([len(curve) for curve in curves])
-    majority = len(curves) // 2 + 1
-    reach = int(np.sort(lengths)[::-1][majority - 1])
-    stacked = np.full((len(curves), reach), np.nan)
-    for row, curve in enumerate(curves):
-        values = np.asarray(curve[:reach], dtype=np.float64)
-        stacked[row, : len(values)] = np.where(np.isfinite(values), values, np.inf)
-    return np.nanmedian(stacked, axis=0) if reach else np.empty(0)
-
-
-def spread_in_decades(values: list[float | None]) -> float | None:
-    """``log10(max / min)`` of the LRs that are not None; None if fewer than two."""
-    present = [value for value in values if value is not None]
-    if len(present) < 2:
-        return None
-    return float(np.log10(max(present)) - np.log10(min(present)))
 
 
 @dataclass(eq=False)
@@ -125,28 +85,6 @@ class SweepEnsemble:
         )
 
     __hash__ = None  # type: ignore[assignment]
-
-
-def end_losses(run_losses: np.ndarray, average_last: int) -> np.ndarray:
-    """Score of each independent run: the mean raw loss of its last ``average_last`` steps.
-
-    ``run_losses`` is (M, n). A run with any non-finite loss scores +inf (it
-    diverged), so the stop rule cuts the curve there.
-    """
-    losses = np.asarray(run_losses, dtype=np.float64)
-    scores = losses[:, -average_last:].mean(axis=1)
-    return np.where(np.all(np.isfinite(losses), axis=1), scores, np.inf)
-
-
-def score_stop(scores: np.ndarray, config: Any) -> int | None:
-    """Index of the run whose score fires the stop rule (runs in increasing LR order).
-
-    The same smoothing and rule as a sweep's curve (``config.beta``, ``debias``,
-    ``diverge_factor``; independent mode defaults to no smoothing). None if none fires.
-    """
-    smoothed = ewa_smooth(scores, config.beta, config.debias)
-    stop, _ = find_stop(scores, smoothed, diverge_factor=config.diverge_factor)
-    return stop
 
 
 def _runs_recorded(curve: np.ndarray) -> int:

@@ -1,0 +1,36 @@
+"""Notices for the user: collected during a run, warned once it is over.
+
+A run collects what the user should know (data cycled, a sweep cut short...) as
+strings; :func:`warn_user` turns each into a ``UserWarning`` that points at the
+user's own call, past every frame of lrfind's packages.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+PACKAGES = ("lrfind_core", "lrfind_torch", "lrfind_jax")
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` of the first frame outside lrfind's packages."""
+    level = 1
+    frame = sys._getframe(1)
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module.split(".")[0] not in PACKAGES:
+            return level
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+def warn_user(messages: list[str], category: type[Warning] = UserWarning) -> None:
+    """Warn with each message, pointing at the user's call."""
+    level = _user_stacklevel()
+    for message in messages:
+        warnings.warn(message, category, stacklevel=level)
+
+
+__all__ = ["warn_user"]

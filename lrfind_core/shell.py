@@ -1,0 +1,277 @@
+"""The one shell of ``lr_find``, shared by both backends.
+
+A backend's ``lr_find`` checks its framework objects, builds a :class:`Backend`
+and calls :func:`run_finder`, which owns everything that is not framework work:
+the settings, the plan of runs, the run itself inside the backend's session
+(where torch snapshots and restores), the judgement, one meta layout with the
+same keys in both backends, the notices as warnings and the plot.
+
+A backend provides (as optax composes ``init``/``update``):
+
+* ``name``, ``versions()`` and ``device()``: facts for ``result.meta``;
+* ``session(notices)``: a context manager around every run of the call (torch
+  snapshots the training state on entry and restores it on exit, error or not);
+* ``run(plan, notices) -> RunRecord``: make the planned runs, each from the
+  initial state, and record raw losses (:mod:`lrfind_core.plan`);
+* ``facts()``: backend-only facts for ``result.meta``, asked after the session;
+* ``is_main_process``: whether this process shows progress and saves the plot;
+* ``common_meta(meta)``: the meta every process returns (torch under
+  ``torch.distributed``: rank 0's, so that every rank's result is the same).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import numpy as np
+
+from lrfind_core import judging
+from lrfind_core.notices import warn_user
+from lrfind_core.plan import RunPlan, RunRecord, plan_independent, plan_sweeps
+from lrfind_core.result import LRFindResult
+from lrfind_core.settings import Settings, resolve_settings
+from lrfind_core.suggestion import check_method
+
+MAX_STEPS = 10_000_000
+"""The most optimizer steps one call may plan (a larger plan is almost surely a mistake)."""
+
+
+class Backend(Protocol):
+    """What a framework supplies to :func:`run_finder`."""
+
+    name: str
+    is_main_process: bool
+
+    def versions(self) -> dict[str, str]: ...
+
+    def device(self) -> str: ...
+
+    def session(self, notices: list[str]) -> contextlib.AbstractContextManager[Any]: ...
+
+    def run(self, plan: RunPlan, notices: list[str]) -> RunRecord: ...
+
+    def facts(self) -> dict[str, Any]: ...
+
+    def common_meta(self, meta: dict[str, Any]) -> dict[str, Any]: ...
+
+
+def call_settings(settings: Settings | str | None, **keywords: Any) -> Settings:
+    """The settings of a call: ``settings`` with the backend's common keywords applied
+    (``mode``, ``for_schedule``, ``start_lr``, ``end_lr``, ``num_steps``,
+    ``training_steps``, ``budget_steps``; None leaves a field as it is)."""
+    chosen = resolve_settings(settings, **keywords)
+    if chosen.mode == "independent" and keywords.get("num_steps") is not None:
+        raise ValueError(
+            "num_steps is the length of a classic sweep; mode='independent' runs "
+            "Settings(independent_lrs=24, steps_per_lr=20) instead: pass those"
+        )
+    for name in ("training_steps", "budget_steps"):
+        if keywords.get(name) is not None and chosen.mode != "search":
+            raise ValueError(
+                f"{name} belongs to mode='search' (the planned training and the search's "
+                f"budget); mode={chosen.mode!r} does not use it"
+            )
+    return chosen
+
+
+def check_plot_path(plot_path: Any) -> None:
+    """``plot_path`` is None or a file path in a folder that exists (checked before any work)."""
+    if plot_path is None:
+        return
+    if not isinstance(plot_path, str | os.PathLike):
+        raise TypeError(f"plot_path must be a file path, got {type(plot_path).__name__}")
+    folder = os.path.dirname(os.path.abspath(os.fspath(plot_path)))
+    if not os.path.isdir(folder):
+        raise ValueError(
+            f"plot_path {os.fspath(plot_path)!r}: its folder {folder!r} does not exist"
+        )
+
+
+def check_settings(settings: Settings) -> None:
+    """Checks that need the method registry or bound the work, before anything runs."""
+    for method in settings.methods:
+        check_method(method)
+    planned = (
+        settings.num_sweeps * settings.independent_lrs * settings.steps_per_lr
+        if settings.mode == "independent"
+        else settings.num_sweeps * settings.num_steps
+    )
+    if planned * settings.accumulation_steps > MAX_STEPS:
+        raise ValueError(
+            f"the settings plan {planned} optimizer steps of {settings.accumulation_steps} "
+            f"micro-batch(es); lr_find allows at most {MAX_STEPS:,} micro-batches per call"
+        )
+
+
+def plan_for(settings: Settings, has_validation: bool) -> RunPlan:
+    """The runs a mode makes."""
+    if settings.mode == "independent":
+        if has_validation:
+            raise ValueError(
+                "val_data is not supported with mode='independent'; use mode='sweep'"
+            )
+        return plan_independent(settings)
+    if has_validation and settings.val_every > settings.num_steps:
+        raise ValueError(
+            f"val_every must be <= num_steps ({settings.num_steps}), got {settings.val_every}: "
+            "no validation point would be recorded"
+        )
+    return plan_sweeps(settings, validation=has_validation)
+
+
+def run_finder(
+    backend: Backend,
+    settings: Settings,
+    *,
+    has_validation: bool = False,
+    plot_path: str | os.PathLike[str] | None = None,
+) -> LRFindResult:
+    """Plan, run, judge: the whole of ``lr_find`` after the backend's own checks."""
+    started = time.perf_counter()
+    check_settings(settings)
+    check_plot_path(plot_path)
+    plan = plan_for(settings, has_validation)
+    notices: list[str] = []
+    with backend.session(notices):
+        run_started = time.perf_counter()
+        record = backend.run(plan, notices)
+        run_time = time.perf_counter() - run_started
+    notices += run_notices(plan, record, settings)
+    judgement = judge_record(plan, record, settings)
+    meta = {
+        "backend": backend.name,
+        "versions": backend.versions(),
+        "device": backend.device(),
+        "mode": settings.mode,
+        "num_sweeps": settings.num_sweeps,
+        "accumulation_steps": settings.accumulation_steps,
+        "loss_kind": "validation" if has_validation else "train",
+        "val_every": settings.val_every if has_validation else None,
+        "runs": plan.num_runs,
+        "steps_trained": int(record.steps.sum()),
+        "end_reasons": record.end_reasons,
+        "skipped_steps": skipped_steps(plan, record, settings),
+        **backend.facts(),
+        "run_time_s": run_time,
+        "wall_time_s": time.perf_counter() - started,
+    }
+    result = LRFindResult.from_judgement(judgement, settings, backend.common_meta(meta))
+    warn_user(notices)
+    if plot_path is not None and backend.is_main_process:
+        save_plot(result, plot_path)
+    return result
+
+
+def run_notices(plan: RunPlan, record: RunRecord, settings: Settings) -> list[str]:
+    """What the user should hear about runs that ended early or did not train."""
+    notices = []
+    if settings.mode == "independent":
+        short = [reason for reason in record.end_reasons if reason is not None]
+        if short:
+            raise ValueError(
+                f"train_data ran out ({short[0]}); mode='independent' reads "
+                f"{plan.num_curves * plan.block_batches} micro-batches ({plan.num_curves} "
+                f"block(s) of {plan.block_batches}). Pass more data, or a re-iterable "
+                "(it is cycled)"
+            )
+        notices += _untrained_runs(plan, record, settings)
+    elif plan.num_runs > 1:
+        for run, reason in enumerate(record.end_reasons):
+            if reason is not None:
+                notices.append(
+                    f"sweep {run} of {plan.num_runs}: {reason}; its curve ends after "
+                    f"{record.made[run]} point(s)"
+                )
+    elif record.end_reasons[0] is not None:
+        notices.append(f"the sweep ended early: {record.end_reasons[0]}")
+    return notices
+
+
+def _untrained_runs(plan: RunPlan, record: RunRecord, settings: Settings) -> list[str]:
+    """Independent runs whose every update a GradScaler skipped: named, or an error
+    when no run trained at all."""
+    counts: dict[int, int] = {}
+    for entry in record.skipped:
+        counts[entry["run"]] = counts.get(entry["run"], 0) + 1
+    untrained = sorted(run for run, count in counts.items() if count == record.steps[run])
+    if not untrained:
+        return []
+    made = int(np.count_nonzero(record.steps))
+    message = (
+        f"GradScaler skipped every update of {len(untrained)} of {made} independent "
+        "run(s) (inf/NaN gradients at every scale it tried)"
+    )
+    if len(untrained) == made:
+        raise RuntimeError(f"lr_find recorded no trained run: {message}")
+    grid = settings.independent_lrs
+    named = [(run // grid, run % grid) for run in untrained]
+    return [f"{message}: (sweep, run) {named}; their scores are untrained losses"]
+
+
+def skipped_steps(plan: RunPlan, record: RunRecord, settings: Settings) -> list[dict[str, Any]]:
+    """The GradScaler's skipped updates, by sweep (and run, in independent mode)."""
+    entries = []
+    for entry in record.skipped:
+        run = entry["run"]
+        if settings.mode == "independent":
+            grid = settings.independent_lrs
+            where = {"sweep": run // grid, "run": run % grid}
+        else:
+            where = {"sweep": int(plan.curves[run])}
+        entries.append({**where, "step": entry["step"], "lr": entry["lr"], "loss": entry["loss"]})
+    return entries
+
+
+def judge_record(plan: RunPlan, record: RunRecord, settings: Settings) -> judging.Judgement:
+    """The judgement of what the runs recorded."""
+    if settings.mode == "independent":
+        grid = settings.independent_grid()
+        curves = settings.num_sweeps
+        made = [
+            int(np.count_nonzero(record.steps[curve * len(grid) : (curve + 1) * len(grid)]))
+            for curve in range(curves)
+        ]
+        losses = record.losses.reshape(curves, len(grid), plan.num_steps)
+        return judging.judge_runs(grid, losses, settings, made=made)
+    curves = [record.curve(run) for run in range(plan.num_runs)]
+    reasons = [reason for reason in record.end_reasons if reason is not None]
+    if not any(len(curve) for curve in curves):
+        detail = reasons[0] if reasons else "no step was run"
+        error = ValueError if "data" in detail else RuntimeError
+        raise error(f"lr_find recorded no point: {detail}")
+    return judging.judge_sweeps(
+        plan.point_lrs(0),
+        curves,
+        settings,
+        end_reason=reasons[0] if reasons else None,
+        planned_points=plan.num_points,
+    )
+
+
+def save_plot(result: LRFindResult, plot_path: str | os.PathLike[str]) -> None:
+    """Save the plot; a failure is a warning, never the loss of the result."""
+    try:
+        with _closing_figures():
+            result.plot(path=plot_path)
+    except Exception as error:
+        warn_user([f"the result is complete, but saving the plot to {os.fspath(plot_path)!r} "
+                   f"failed: {type(error).__name__}: {error}; call result.plot(path=...)"])
+
+
+@contextlib.contextmanager
+def _closing_figures() -> Iterator[None]:
+    import matplotlib.pyplot as plt
+
+    before = set(plt.get_fignums())
+    try:
+        yield
+    finally:
+        for number in set(plt.get_fignums()) - before:
+            plt.close(number)
+
+
+__all__ = ["MAX_STEPS", "Backend", "call_settings", "check_plot_path", "run_finder"]

@@ -1,0 +1,3 @@
+"""lrfind's version (one place; the package metadata reads it from pyproject)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,211 @@
+"""The JAX backend of the shared shell: the planned runs as one compiled program.
+
+:class:`JaxBackend` is what :func:`lrfind_core.shell.run_finder` drives. The
+user's arrays are never changed, so its session has nothing to restore. Its
+:meth:`~JaxBackend.run` stacks the data the runs read, builds (or reuses) the
+compiled program of R runs (:mod:`lrfind_jax.sweep`), and drives it with the one
+host loop (:mod:`lrfind_jax.driver`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lrfind_core.plan import RunPlan, RunRecord
+from lrfind_core.versions import package_versions
+from lrfind_jax.checks import check_loss_output
+from lrfind_jax.data import (
+    BatchSequence,
+    batch_example,
+    is_stacked,
+    stacked_data,
+    validation_batches,
+)
+from lrfind_jax.driver import ChunkFeed, drive, end_reasons
+from lrfind_jax.injection import LrGroup
+from lrfind_jax.options import JaxOptions
+from lrfind_jax.runs import run_inputs, run_tables, start_runs
+from lrfind_jax.sweep import (
+    SweepSpec,
+    cached_program,
+    choose_execution,
+    compile_program,
+    signature,
+)
+
+
+@dataclass(frozen=True)
+class PlainValidationLoss:
+    """``loss_fn(params, batch)`` in the validation form ``(params, model_state, batch)``
+    (frozen and hashable, so the compiled program is reused)."""
+
+    loss_fn: Callable[[Any, Any], Any]
+
+    def __call__(self, params: Any, model_state: Any, batch: Any) -> Any:
+        return self.loss_fn(params, batch)
+
+
+@dataclass
+class JaxModel:
+    """The user's loss and state, and the optimizer lrfind runs."""
+
+    loss_fn: Callable[..., Any]
+    stateful: bool
+    params: Any
+    model_state: Any
+    rng: Any
+    transformation: Any
+    opt_state: Any
+    opt_state_is_new: bool
+    groups: tuple[LrGroup, ...]
+    val_loss_fn: Callable[..., Any] | None
+
+
+def _device_of(tree: Any) -> str:
+    for leaf in jax.tree_util.tree_leaves(tree):
+        devices = getattr(leaf, "devices", None)
+        if devices is not None:
+            return ", ".join(sorted(str(device) for device in devices()))
+    return str(jax.devices()[0])
+
+
+class JaxBackend:
+    """Runs planned runs of a JAX model; see :mod:`lrfind_core.shell` for the protocol."""
+
+    name = "jax"
+
+    def __init__(self, model: JaxModel, train_data: Any, val_data: Any,
+                 options: JaxOptions) -> None:
+        self.model, self.train_data, self.val_data, self.options = (
+            model, train_data, val_data, options)
+        self.is_main_process = jax.process_index() == 0
+        self._facts: dict[str, Any] = {}
+
+    def versions(self) -> dict[str, str]:
+        return package_versions(("jax", "jaxlib", "optax", "flax", "numpy"))
+
+    def device(self) -> str:
+        return _device_of(self.model.params)
+
+    @contextlib.contextmanager
+    def session(self, notices: list[str]) -> Iterator[None]:
+        yield  # the runs train copies; the user's arrays are never changed
+
+    def facts(self) -> dict[str, Any]:
+        return self._facts
+
+    def common_meta(self, meta: dict[str, Any]) -> dict[str, Any]:
+        return meta
+
+    def run(self, plan: RunPlan, notices: list[str]) -> RunRecord:
+        """Run every planned run in one compiled program, driven by the host loop."""
+        model, options = self.model, self.options
+        data, length, limits, feed, kind = self._data(plan, notices)
+        val_data = None
+        if plan.val_every is not None:
+            val_data = validation_batches(self.val_data, plan.val_batches)
+        spec = SweepSpec(
+            loss_fn=model.loss_fn, stateful=model.stateful, transformation=model.transformation,
+            lr_leaves=tuple(group.leaf_index for group in model.groups),
+            accumulation_steps=plan.accumulation_steps, monitor=plan.stop,
+            val_every=plan.val_every, val_loss_fn=model.val_loss_fn, runs=plan.num_runs,
+        )
+        inputs = run_inputs(plan, data, length, run_tables(plan, model.groups), model.rng,
+                            val_data)
+        state = (model.params, model.opt_state, model.model_state)
+        key = _program_key(spec, state, inputs, plan, options.execution)
+        program = cached_program(key)
+        loss_dtype = program.loss_dtype if program else self._loss_dtype(data)
+        carry = start_runs(plan, state, np.dtype(loss_dtype), model.opt_state_is_new)
+        if program is None:
+            execution = choose_execution(options.execution, spec, carry, inputs)
+            program = compile_program(spec, carry, inputs, key, execution)
+        chunked = options.progress or feed is not None
+        steps_per_call = options.chunk_size if chunked else plan.num_steps
+        seen = drive(program.run, carry, inputs, plan, steps_per_call, limits, feed,
+                     options.progress and self.is_main_process)
+        self._facts = self._run_facts(program, loss_dtype, kind, chunked, steps_per_call, seen)
+        losses = np.asarray(seen.losses, np.float64)
+        points = losses if seen.points is None else np.asarray(seen.points, np.float64)
+        return RunRecord(losses=losses, points=points, made=seen.made(plan),
+                         steps=seen.steps, end_reasons=end_reasons(seen, plan))
+
+    def _loss_dtype(self, data: Any) -> Any:
+        model = self.model
+        dtype = check_loss_output(model.loss_fn, model.stateful, model.params, model.model_state,
+                                  batch_example(data), model.rng)
+        return jnp.promote_types(dtype, jnp.float32)
+
+    def _data(
+        self, plan: RunPlan, notices: list[str]
+    ) -> tuple[Any, int, np.ndarray, ChunkFeed | None, str]:
+        """The data of the runs: ``(data, length, limits, feed, kind)``; see the module."""
+        needed = plan.num_curves * plan.block_batches
+        limits = np.full(plan.num_runs, plan.num_steps)
+        if is_stacked(self.train_data):
+            stacked = stacked_data(self.train_data)
+            if stacked.length < needed:
+                notices.append(
+                    f"train_data holds {stacked.length} batches, fewer than the {needed} the "
+                    "runs read; cycling through them"
+                )
+            return stacked.arrays, stacked.length, limits, None, "stacked"
+        k = plan.accumulation_steps
+        if plan.num_runs == 1:
+            chunk = self.options.chunk_size
+            feed = ChunkFeed(BatchSequence(self.train_data, chunk * k, notices=notices),
+                             chunk, k, plan.num_steps)
+            data, _ = feed.first()
+            return data, chunk * k, limits, feed, "sequence"
+        # Pulled and stacked up front: no host work while the runs are on the device.
+        data, count = BatchSequence(self.train_data, needed, notices=notices).next_chunk(needed)
+        if count < needed:
+            starts = plan.curves.astype(np.int64) * plan.block_batches
+            limits = np.clip((count - starts) // k, 0, plan.num_steps)
+        return data, needed, limits, None, "sequence"
+
+    def _run_facts(self, program: Any, loss_dtype: Any, kind: str, chunked: bool,
+                   steps_per_call: int, seen: Any) -> dict[str, Any]:
+        return {
+            "loss_dtype": str(np.dtype(loss_dtype)),
+            "lr_groups": [
+                {"path": group.path, "base_lr": group.base_lr, "dtype": str(group.dtype)}
+                for group in self.model.groups
+            ],
+            "compiled": not program.cached,
+            "execution": program.execution,
+            "compile_time_s": program.compile_time_s,
+            "loop": "chunked" if chunked else "single",
+            "chunk_size": steps_per_call,
+            "data": kind,
+            "program_calls": seen.calls,
+            "in_loop_resumes": seen.resumes,
+        }
+
+
+def _program_key(
+    spec: SweepSpec, state: tuple[Any, Any, Any], inputs: Any, plan: RunPlan, execution: str
+) -> Any:
+    """The cache key of a program, or None when something in it is unhashable.
+
+    It includes the JAX settings that change the compiled code (matmul precision,
+    x64), since a cached executable bypasses ``jax.jit``'s own cache.
+    """
+    settings = (jax.config.jax_default_matmul_precision, jax.config.jax_enable_x64)
+    try:
+        key = (spec, signature(state), signature(inputs), plan.num_steps, plan.num_points,
+               execution, settings)
+        hash(key)
+    except TypeError:  # an unhashable loss_fn or optimizer: no reuse across calls
+        return None
+    return key
+
+
+__all__ = ["JaxBackend", "JaxModel", "PlainValidationLoss"]

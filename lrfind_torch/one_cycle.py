@@ -1,0 +1,38 @@
+"""Training with the result: torch's own ``OneCycleLR`` at the suggested peak LR."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from lrfind_core.arguments import check_int
+from lrfind_core.result import LRFindResult
+
+
+def one_cycle_scheduler(
+    optimizer: torch.optim.Optimizer,
+    result: LRFindResult,
+    total_steps: int,
+    *,
+    method: str | None = None,
+    **kwargs: Any,
+) -> torch.optim.lr_scheduler.OneCycleLR:
+    """``torch.optim.lr_scheduler.OneCycleLR`` peaking at the result's one-cycle LR.
+
+    Group 0 peaks at ``result.suggest(method, for_schedule="one_cycle").lr``; every
+    other param group keeps its current LR ratio to group 0 (as during the sweep).
+    ``kwargs`` go to ``OneCycleLR`` (``pct_start``, ``div_factor``, ...; its
+    defaults otherwise).
+    """
+    check_int("total_steps", total_steps, minimum=1)
+    detail = result.suggest(method, for_schedule="one_cycle")
+    if detail.lr is None:
+        raise ValueError(f"no one-cycle LR to build a schedule from: {detail.reason}")
+    bases = [float(group["lr"]) for group in optimizer.param_groups]
+    if bases[0] <= 0:
+        raise ValueError("the optimizer's first param group has lr <= 0; its ratio is undefined")
+    peaks = [detail.lr * base / bases[0] for base in bases]
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=peaks, total_steps=total_steps, **kwargs
+    )
