@@ -2,7 +2,8 @@
 
 A run collects what the user should know (data cycled, a sweep cut short...) as
 strings; :func:`warn_user` turns each into a ``UserWarning`` that points at the
-user's own call, past every frame of lrfind's packages.
+user's own call, past every frame of lrfind's packages (the core and every
+backend: the top-level packages named ``lrfind_*``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import sys
 import warnings
 
-PACKAGES = ("lrfind_core", "lrfind_torch", "lrfind_jax")
+PACKAGE_PREFIX = "lrfind_"
 
 
 def _user_stacklevel() -> int:
@@ -19,7 +20,7 @@ def _user_stacklevel() -> int:
     frame = sys._getframe(1)
     while frame is not None:
         module = frame.f_globals.get("__name__", "")
-        if module.split(".")[0] not in PACKAGES:
+        if not module.split(".")[0].startswith(PACKAGE_PREFIX):
             return level
         frame = frame.f_back
         level += 1

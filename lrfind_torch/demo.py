@@ -10,7 +10,9 @@ it, and the validation accuracies are printed side by side.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
+import sys
 import time
 
 import numpy as np
@@ -85,8 +87,22 @@ def train_one_cycle(model: nn.Module, loader: DataLoader, max_lr: float) -> None
             scheduler.step()
 
 
+DEMO_NEEDS = ("sklearn",)
+
+
 def main(out_dir: str = "lrfind_demo_out", seed: int = 0) -> int:
-    """Run the demo; write ``lr_find.png`` and ``lr_find.json`` into ``out_dir``."""
+    """Run the demo; write ``lr_find.png`` and ``lr_find.json`` into ``out_dir``.
+
+    Returns 2, saying what to install, when scikit-learn (its data) is missing.
+    """
+    missing = [name for name in DEMO_NEEDS if importlib.util.find_spec(name) is None]
+    if missing:
+        print(
+            "the torch demo trains on scikit-learn's bundled digits: pip install "
+            f"'lrfind[demo]' (missing: {', '.join(missing)})",
+            file=sys.stderr,
+        )
+        return 2
     import matplotlib
 
     matplotlib.use("Agg")

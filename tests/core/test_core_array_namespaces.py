@@ -10,20 +10,15 @@ import math
 import numpy as np
 import pytest
 
-from lrfind_core import (
+from lrfind_core.array_namespace import python_scalars
+from lrfind_core.monitor import MonitorSettings, monitor_fold, monitor_init, monitor_update
+from lrfind_core.settings import resolve_settings
+from lrfind_core.smoothing import ewa_init, ewa_smooth, ewa_update
+from lrfind_core.stopping import (
     STOP_DIVERGED,
     STOP_NON_FINITE,
     STOP_NONE,
-    MonitorSettings,
-    ewa_init,
-    ewa_smooth,
-    ewa_update,
     find_stop,
-    make_config,
-    monitor_fold,
-    monitor_init,
-    monitor_update,
-    python_scalars,
     stop_init,
     stop_update,
 )
@@ -157,7 +152,7 @@ def test_jax_ewa_and_stop_update_inside_jit(debias):
 @pytest.mark.parametrize("preset", ["lrfind", "fastai", "torch-lr-finder"])
 def test_monitor_fold_in_chunks_is_the_step_by_step_monitor(preset):
     """Folding a curve a chunk at a time gives the online monitor's first stop."""
-    config = make_config(preset)
+    config = resolve_settings(preset)
     settings = MonitorSettings(config.beta, config.debias, config.diverge_factor)
     curve = [3.0, 2.5, 2.0, 1.8, 1.7, 1.9, 2.5, 4.0, 8.0, 20.0, 50.0, math.nan]
     state, expected = monitor_init(), None

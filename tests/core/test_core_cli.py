@@ -7,8 +7,9 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 
-from lrfind_core import LRFindResult, exponential_schedule
+from lrfind_core import LRFindResult
 from lrfind_core.cli import main
+from lrfind_core.schedules import exponential_schedule
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -33,8 +34,8 @@ def test_show_prints_suggestions_and_writes_the_plot(saved_result, tmp_path, cap
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert lines[0] == repr(result)
-    assert len(result.suggestion_details) == 4
-    for detail in result.suggestion_details.values():
+    assert len(result.suggestions) == 4
+    for detail in result.suggestions.values():
         lr = "None" if detail.lr is None else f"{detail.lr:.3g}"
         assert f"  {detail.method:>8}: {lr}  ({detail.reason})" in lines
     assert lines[-1] == f"plot saved to {png}"
@@ -71,6 +72,40 @@ def test_demo_without_its_packages_says_what_to_install(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "pip install 'lrfind[demo]'" in err
     assert "(missing: sklearn)" in err
+
+
+def test_without_an_installed_demo_the_command_says_what_to_install(monkeypatch, capsys):
+    import lrfind_core.cli
+
+    monkeypatch.setattr(lrfind_core.cli, "installed_demos", dict)
+    assert main(["demo"]) == 2
+    assert "pip install 'lrfind[demo]'" in capsys.readouterr().err
+
+
+def test_the_backends_declare_their_demos_and_the_command_names_the_one_it_runs(
+    monkeypatch, capsys
+):
+    import lrfind_core.cli
+
+    assert "torch" in lrfind_core.cli.installed_demos()  # the entry point in pyproject.toml
+
+    class Entry:
+        def __init__(self, name):
+            self.name = name
+
+        def load(self):
+            return lambda out_dir, seed: print(f"{self.name} demo ran") or 0
+
+    monkeypatch.setattr(lrfind_core.cli, "installed_demos",
+                        lambda: {"jax": Entry("jax"), "torch": Entry("torch")})
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "running the torch demo (also installed: jax; choose with --backend)" in out
+    assert "torch demo ran" in out
+    assert main(["demo", "--backend", "jax"]) == 0
+    assert "jax demo ran" in capsys.readouterr().out
+    assert main(["demo", "--backend", "mxnet"]) == 2
+    assert "no mxnet demo installed; installed: ['jax', 'torch']" in capsys.readouterr().err
 
 
 def test_demo_command_runs_the_torch_demo_with_its_options(monkeypatch, tmp_path):

@@ -6,9 +6,12 @@ matplotlib.use("Agg")
 
 import numpy as np
 import pytest
+from core_testing import runs_result, sweeps_result
 
-from lrfind_core import LRFindResult, exponential_schedule, make_config
-from lrfind_core.ensemble import end_losses, median_curve, pad_curves, spread_in_decades
+from lrfind_core import LRFindResult
+from lrfind_core.aggregation import end_losses, median_curve, pad_curves, spread_in_decades
+from lrfind_core.schedules import exponential_schedule
+from lrfind_core.settings import resolve_settings
 
 LRS = exponential_schedule(1e-6, 1.0, 60)
 
@@ -50,22 +53,22 @@ def test_end_losses_score_the_last_steps_and_mark_divergence():
 
 
 def test_from_sweeps_judges_the_median_curve_and_keeps_every_sweep():
-    config = make_config(start_lr=LRS[0], end_lr=LRS[-1], num_steps=len(LRS), num_sweeps=3)
+    config = resolve_settings(start_lr=LRS[0], end_lr=LRS[-1], num_steps=len(LRS), num_sweeps=3)
     curves = [bowl(-2), bowl(0), bowl(3)]
-    result = LRFindResult.from_sweeps(LRS, curves, config=config)
+    result = sweeps_result(LRS, curves, settings=config)
     # Each sweep alone is judged as one sweep (the one-sweep schedule factors).
-    one_sweep = make_config(start_lr=LRS[0], end_lr=LRS[-1], num_steps=len(LRS))
-    singles = [LRFindResult.from_curve(LRS, c, config=one_sweep) for c in curves]
-    k_factor = LRFindResult.from_curve(LRS, curves[0], config=config).suggestions["valley"]
+    one_sweep = resolve_settings(start_lr=LRS[0], end_lr=LRS[-1], num_steps=len(LRS))
+    singles = [LRFindResult.from_curve(LRS, c, settings=one_sweep) for c in curves]
+    k_factor = LRFindResult.from_curve(LRS, curves[0], settings=config).suggestions["valley"]
     assert k_factor != singles[0].suggestions["valley"]  # the factors differ
     expected = median_curve([s.losses for s in singles])
-    reference = LRFindResult.from_curve(LRS[: len(expected)], expected, config=config)
+    reference = LRFindResult.from_curve(LRS[: len(expected)], expected, settings=config)
     np.testing.assert_array_equal(result.losses, reference.losses)
     assert result.suggestions == reference.suggestions
     ensemble = result.ensemble
     assert ensemble.num_sweeps == 3
     assert ensemble.stop_steps == [s.stop_step for s in singles]
-    assert ensemble.sweep_suggestions["valley"] == [s.suggestions["valley"] for s in singles]
+    assert ensemble.sweep_suggestions["valley"] == [s.suggestions["valley"].lr for s in singles]
     for row, single in zip(ensemble.sweep_losses, singles, strict=True):
         np.testing.assert_array_equal(row[: len(single.losses)], single.losses)
         assert np.all(np.isnan(row[len(single.losses) :]))
@@ -79,25 +82,26 @@ def test_from_sweeps_judges_the_median_curve_and_keeps_every_sweep():
 
 
 def test_from_sweeps_with_one_curve_is_from_curve():
-    config = make_config(start_lr=LRS[0], end_lr=LRS[-1], num_steps=len(LRS))
-    single = LRFindResult.from_sweeps(LRS, [bowl(0)], config=config, meta={"a": 1})
-    assert single == LRFindResult.from_curve(LRS, bowl(0), config=config, meta={"a": 1})
+    config = resolve_settings(start_lr=LRS[0], end_lr=LRS[-1], num_steps=len(LRS))
+    single = sweeps_result(LRS, [bowl(0)], settings=config, meta={"a": 1})
+    assert single == LRFindResult.from_curve(LRS, bowl(0), settings=config, meta={"a": 1})
     assert single.ensemble is None
 
 
 def test_ensemble_and_runs_survive_a_json_round_trip(tmp_path):
-    config = make_config(start_lr=LRS[0], end_lr=LRS[-1], num_steps=len(LRS), num_sweeps=3)
-    result = LRFindResult.from_sweeps(LRS, [bowl(-2), bowl(0), bowl(3)], config=config)
+    config = resolve_settings(start_lr=LRS[0], end_lr=LRS[-1], num_steps=len(LRS), num_sweeps=3)
+    result = sweeps_result(LRS, [bowl(-2), bowl(0), bowl(3)], settings=config)
     path = tmp_path / "ensemble.json"
     result.save(path)
     assert LRFindResult.load(path) == result
 
-    grid_config = make_config(
-        mode="independent", start_lr=1e-4, end_lr=1.0, num_steps=5, steps_per_lr=3, average_last=2
+    grid_config = resolve_settings(
+        mode="independent", start_lr=1e-4, end_lr=1.0, independent_lrs=5, steps_per_lr=3,
+        average_last=2,
     )
     runs = np.full((1, 5, 3), np.nan)
     runs[0, :4] = [[3.0, 2.0, 1.5], [3.0, 1.5, 1.0], [3.0, 1.0, 0.5], [3.0, np.inf, np.nan]]
-    independent = LRFindResult.from_runs(grid_config.learning_rates(), runs, config=grid_config)
+    independent = runs_result(grid_config.independent_grid(), runs, settings=grid_config)
     path = tmp_path / "runs.json"
     independent.save(path)
     loaded = LRFindResult.load(path)
@@ -113,33 +117,46 @@ def test_ensemble_and_runs_survive_a_json_round_trip(tmp_path):
 
 
 def test_from_runs_scores_each_run_and_stops_at_a_diverged_run():
-    config = make_config(
-        mode="independent", start_lr=1e-4, end_lr=1.0, num_steps=5, steps_per_lr=3, average_last=2
+    config = resolve_settings(
+        mode="independent", start_lr=1e-4, end_lr=1.0, independent_lrs=5, steps_per_lr=3,
+        average_last=2,
     )
-    assert (config.beta, config.skip_start, config.skip_end) == (0.0, 0, 0)
     runs = np.full((1, 5, 3), np.nan)
     runs[0, :4] = [[3.0, 2.0, 1.5], [3.0, 1.5, 1.0], [3.0, 1.0, 0.5], [3.0, np.inf, np.nan]]
-    result = LRFindResult.from_runs(config.learning_rates(), runs, config=config)
+    result = runs_result(config.independent_grid(), runs, settings=config)
     np.testing.assert_array_equal(result.losses, [1.75, 1.25, 0.75, np.inf])
+    # Each score is a run of its own: judged unsmoothed (beta=0.98 applies to sweeps only).
+    np.testing.assert_array_equal(result.smoothed_losses, result.losses)
     assert (result.stop_step, result.stop_reason) == (3, "non-finite loss")
     assert result.runs.average_last == 2
 
 
-def test_independent_defaults_sit_between_preset_and_explicit_settings():
-    assert make_config(mode="independent").num_steps == 24
-    assert make_config(mode="independent", preset="fastai").beta == 0.0
-    assert make_config(mode="independent", beta=0.5, num_steps=10).beta == 0.5
+def test_independent_mode_has_its_own_grid_and_judges_unsmoothed_untrimmed():
+    settings = resolve_settings(mode="independent")
+    assert (settings.independent_lrs, settings.steps_per_lr, settings.average_last) == (24, 20, 5)
+    grid = settings.independent_grid()
+    assert (len(grid), grid[0], grid[-1]) == (24, 1e-7, 10.0)
+    assert settings.num_steps == 100  # the classic sweep's length keeps its meaning
+    scores = np.linspace(3.0, 1.0, 24)
+    runs = np.repeat(scores[None, :, None], 5, axis=2)
+    for preset in ("lrfind", "fastai", "torch-lr-finder"):
+        chosen = resolve_settings(preset, mode="independent", independent_lrs=24, steps_per_lr=5)
+        result = runs_result(grid, runs, chosen)
+        np.testing.assert_allclose(result.losses, scores, rtol=1e-15)
+        np.testing.assert_array_equal(result.smoothed_losses, result.losses)
+        # untrimmed: minimum picks the last (lowest) grid point, / 10, times the factor
+        assert result.suggest("minimum", "curve").lr == pytest.approx(grid[-1] / 10)
     with pytest.raises(ValueError, match="average_last must be <= steps_per_lr"):
-        make_config(mode="independent", steps_per_lr=3, average_last=4)
+        resolve_settings(mode="independent", steps_per_lr=3, average_last=4)
     with pytest.raises(ValueError, match="unknown mode"):
-        make_config(mode="grid")
+        resolve_settings(mode="grid")
     with pytest.raises(ValueError, match="num_sweeps must be an int >= 1"):
-        make_config(num_sweeps=0)
+        resolve_settings(num_sweeps=0)
 
 
 def test_plot_draws_the_band(tmp_path):
-    config = make_config(start_lr=LRS[0], end_lr=LRS[-1], num_steps=len(LRS), num_sweeps=3)
-    result = LRFindResult.from_sweeps(LRS, [bowl(-2), bowl(0), bowl(3)], config=config)
+    config = resolve_settings(start_lr=LRS[0], end_lr=LRS[-1], num_steps=len(LRS), num_sweeps=3)
+    result = sweeps_result(LRS, [bowl(-2), bowl(0), bowl(3)], settings=config)
     ax = result.plot(path=tmp_path / "band.png")
     labels = [text.get_text() for text in ax.get_legend().get_texts()]
     assert "interquartile band of 3 sweeps" in labels
@@ -148,44 +165,44 @@ def test_plot_draws_the_band(tmp_path):
 
 
 def test_from_runs_cuts_the_runs_above_the_stop_like_a_backend_that_never_made_them():
-    config = make_config(mode="independent", num_steps=5, steps_per_lr=2, average_last=1)
+    config = resolve_settings(mode="independent", independent_lrs=5, steps_per_lr=2, average_last=1)
     scores = np.array([1.0, 0.5, 0.4, 3.0, 0.3])  # 3.0 > 4 * 0.4: the rule fires at run 3
     runs = np.stack([np.ones(5), scores], axis=1)[None]
-    all_made = LRFindResult.from_runs(config.learning_rates(), runs, config=config)
+    all_made = runs_result(config.independent_grid(), runs, settings=config)
     assert all_made.stop_step == 3 and len(all_made.losses) == 4
     np.testing.assert_array_equal(all_made.runs.run_losses[0, :4], runs[0, :4])
     assert np.all(np.isnan(all_made.runs.run_losses[0, 4]))
     assert all_made.runs.made == [4]
     stopped = runs.copy()
     stopped[0, 4] = np.nan
-    assert LRFindResult.from_runs(config.learning_rates(), stopped, config=config, made=[4]) == (
+    assert runs_result(config.independent_grid(), stopped, settings=config, made=[4]) == (
         all_made
     )
 
 
 def test_a_run_with_a_nan_loss_at_step_0_counts_as_made_and_diverged():
-    config = make_config(mode="independent", num_steps=4, steps_per_lr=2, average_last=1)
+    config = resolve_settings(mode="independent", independent_lrs=4, steps_per_lr=2, average_last=1)
     runs = np.array([[[2.0, 1.0], [np.nan, np.nan], [np.nan, np.nan], [np.nan, np.nan]]])
-    result = LRFindResult.from_runs(config.learning_rates(), runs, config=config, made=[2])
+    result = runs_result(config.independent_grid(), runs, settings=config, made=[2])
     assert result.losses.tolist() == [1.0, np.inf]
     assert (result.stop_step, result.stop_reason) == (1, "non-finite loss")
     with pytest.raises(ValueError, match=r"made must give 0..4 runs per curve"):
-        LRFindResult.from_runs(config.learning_rates(), runs, config=config, made=[5])
+        runs_result(config.independent_grid(), runs, settings=config, made=[5])
 
 
 def test_from_sweeps_leaves_out_curves_that_recorded_nothing():
-    config = make_config(start_lr=LRS[0], end_lr=LRS[-1], num_steps=len(LRS), num_sweeps=3)
-    result = LRFindResult.from_sweeps(LRS, [bowl(0), [], bowl(2)], config=config)
+    config = resolve_settings(start_lr=LRS[0], end_lr=LRS[-1], num_steps=len(LRS), num_sweeps=3)
+    result = sweeps_result(LRS, [bowl(0), [], bowl(2)], settings=config)
     assert result.ensemble.num_sweeps == 2
-    with pytest.raises(ValueError, match="at least one curve with a recorded step"):
-        LRFindResult.from_sweeps(LRS, [[], []], config=config)
+    with pytest.raises(ValueError, match="at least one curve with a recorded point"):
+        sweeps_result(LRS, [[], []], settings=config)
 
 
 def test_a_tie_of_curve_endings_names_the_first_curves_reason():
     """No dependence on string hashing: the result's text is the same in every process."""
-    config = make_config(start_lr=LRS[0], end_lr=LRS[-1], num_steps=len(LRS), num_sweeps=2)
+    config = resolve_settings(start_lr=LRS[0], end_lr=LRS[-1], num_steps=len(LRS), num_sweeps=2)
     full, short = np.linspace(3, 1, 60), np.linspace(3, 1, 30)
-    first = LRFindResult.from_sweeps(LRS, [full, short], config=config)
-    second = LRFindResult.from_sweeps(LRS, [short, full], config=config)
+    first = sweeps_result(LRS, [full, short], settings=config)
+    second = sweeps_result(LRS, [short, full], settings=config)
     assert first.stop_reason.endswith("(1 of 2: completed)")
     assert second.stop_reason.endswith("(1 of 2: ended before the planned steps)")

@@ -15,15 +15,10 @@ import numpy as np
 import pytest
 from core_testing import reference_ewa
 
-from lrfind_core import (
-    FinderConfig,
-    LRFindResult,
-    MethodOutput,
-    exponential_schedule,
-    make_config,
-    register_method,
-    suggest,
-)
+from lrfind_core import LRFindResult, MethodOutput, Settings, register_method
+from lrfind_core.schedules import exponential_schedule
+from lrfind_core.settings import resolve_settings
+from lrfind_core.suggestion import suggest
 
 suggest_module = importlib.import_module("lrfind_core.suggestion")
 
@@ -58,7 +53,7 @@ def test_full_non_diverging_curve():
     assert np.array_equal(result.losses, losses)
     assert result.lrs.dtype == result.losses.dtype == result.smoothed_losses.dtype == np.float64
     # the config is taken from the curve
-    config = result.config
+    config = result.settings
     assert (config.start_lr, config.end_lr, config.num_steps) == (LRS[0], LRS[-1], 100)
     assert result.planned_points == 100
     np.testing.assert_allclose(
@@ -106,12 +101,12 @@ def test_curve_shorter_than_planned():
 def test_planned_points_fewer_than_steps():
     # A curve recorded every few steps: 30 points planned, so the sweep is complete and the
     # suggestions trim 30 // 10 = 3 points at the start.
-    config = make_config(start_lr=LRS[0], end_lr=LRS[-1], num_steps=100, for_schedule="curve")
-    result = LRFindResult.from_curve(LRS[:30], falling_curve(30), config=config, planned_points=30)
+    config = resolve_settings(start_lr=LRS[0], end_lr=LRS[-1], num_steps=100, for_schedule="curve")
+    result = LRFindResult.from_curve(LRS[:30], falling_curve(30), config, planned_points=30)
     assert result.stop_reason == "completed"
     assert result.planned_points == 30
     expected = suggest(result.lrs, result.smoothed_losses, "valley", planned_steps=30)
-    assert result.suggestion_details["valley"] == replace(expected, for_schedule="curve")
+    assert result.suggestions["valley"] == replace(expected, for_schedule="curve")
 
 
 def test_suggestions_use_the_config(monkeypatch):
@@ -123,56 +118,58 @@ def test_suggestions_use_the_config(monkeypatch):
         return MethodOutput(float(lrs[0]), "first", 0)
 
     register_method("recorder", record)
-    config = make_config(
-        start_lr=LRS[0], end_lr=LRS[-1], num_steps=200, methods=["recorder", "steep"]
+    config = resolve_settings(
+        start_lr=LRS[0], end_lr=LRS[-1], num_steps=200, methods=["recorder", "steep"],
+        method="recorder",
     )
-    result = LRFindResult.from_curve(LRS, falling_curve(), config=config)
+    result = LRFindResult.from_curve(LRS, falling_curve(), settings=config)
     # planned 200 steps: skip 20 at the start, 5 at the end
     assert np.array_equal(seen["lrs"], LRS[20:95])
     assert result.suggestion == float(LRS[20])
     assert set(result.suggestions) == {"recorder", "steep"}
-    assert result.suggest() == result.suggestion_details["recorder"]
+    assert result.suggest() == result.suggestions["recorder"]
 
 
 def test_suggestion_fields_agree():
-    result = LRFindResult.from_curve(LRS, falling_curve(), preset="torch-lr-finder")
-    assert result.config.default_method == "steep"
-    assert set(result.suggestions) == set(result.config.methods)
-    for name, detail in result.suggestion_details.items():
+    result = LRFindResult.from_curve(LRS, falling_curve(), settings="torch-lr-finder")
+    assert result.settings.method == "steep"
+    assert set(result.suggestions) == set(result.settings.methods)
+    for name, detail in result.suggestions.items():
         assert detail.method == name
-        assert result.suggestions[name] == detail.lr
         assert result.suggest(name) == detail
         read = suggest(result.lrs, result.smoothed_losses, name, skip_start=10, skip_end=5)
         assert detail == replace(read, for_schedule="curve")
-    assert result.suggestion == result.suggestion_details["steep"].lr
+    assert result.suggestion == result.suggestions["steep"].lr
     assert result.suggestion is not None
 
 
 def test_method_outside_the_config_is_computed_on_demand():
-    result = LRFindResult.from_curve(LRS, falling_curve(), methods=["valley"])
-    assert set(result.suggestion_details) == {"valley"}
+    result = LRFindResult.from_curve(LRS, falling_curve(), methods=["valley"], method="valley")
+    assert set(result.suggestions) == {"valley"}
     read = suggest(result.lrs, result.smoothed_losses, "minimum")
     assert result.suggest("minimum", for_schedule="curve") == replace(read, for_schedule="curve")
 
 
-def test_default_method_missing_from_a_hand_built_config():
-    config = FinderConfig(
+def test_method_missing_from_a_hand_built_config():
+    config = Settings(
         start_lr=LRS[0],
         end_lr=LRS[-1],
         methods=("valley",),
-        default_method="steep",
+        method="steep",
         for_schedule="curve",
     )
-    result = LRFindResult.from_curve(LRS, falling_curve(), config=config)
+    result = LRFindResult.from_curve(LRS, falling_curve(), settings=config)
     expected = replace(suggest(result.lrs, result.smoothed_losses, "steep"), for_schedule="curve")
-    assert result.suggestion_details["steep"] == expected
+    assert result.suggestions["steep"] == expected
     assert result.suggestion == expected.lr
 
 
 def test_bad_calls():
-    with pytest.raises(TypeError, match="pass either config or preset/settings, not both"):
-        LRFindResult.from_curve(LRS, falling_curve(), config=make_config(), beta=0.5)
-    with pytest.raises(ValueError, match="a curve needs at least one recorded step"):
+    changed = LRFindResult.from_curve(LRS, falling_curve(), Settings(num_steps=100), beta=0.5)
+    assert (changed.settings.beta, changed.settings.start_lr) == (0.5, 1e-7)  # kept as given
+    with pytest.raises(TypeError, match="settings must be an lrfind Settings, a preset name"):
+        LRFindResult.from_curve(LRS, falling_curve(), {"beta": 0.5})
+    with pytest.raises(ValueError, match="a curve needs at least one recorded point"):
         LRFindResult.from_curve([], [])
     with pytest.raises(ValueError, match="lrs must be strictly increasing"):
         LRFindResult.from_curve(LRS[::-1], falling_curve())
@@ -190,8 +187,8 @@ def test_resmooth_changes_smoothing_only(beta, debias):
     before = result.smoothed_losses.copy()
     again = result.resmooth(beta, debias=debias)
     expected_debias = True if debias is None else debias
-    assert again.config.beta == beta
-    assert again.config.debias is expected_debias
+    assert again.settings.beta == beta
+    assert again.settings.debias is expected_debias
     assert np.array_equal(again.losses, losses)
     assert np.array_equal(again.lrs, LRS)
     np.testing.assert_allclose(
@@ -218,7 +215,7 @@ def test_resmooth_can_stop_earlier():
 def test_json_round_trip_with_non_finite_values(tmp_path, bad, encoded):
     losses = falling_curve()
     losses[60] = bad
-    result = LRFindResult.from_curve(LRS, losses, preset="fastai", meta={"backend": "test"})
+    result = LRFindResult.from_curve(LRS, losses, settings="fastai", meta={"backend": "test"})
     path = tmp_path / "result.json"
     result.save(path)
 
@@ -236,14 +233,14 @@ def test_json_round_trip_with_non_finite_values(tmp_path, bad, encoded):
     assert loaded.losses[60] == bad or (np.isnan(bad) and np.isnan(loaded.losses[60]))
     assert loaded.stop_step == 60
     assert loaded.stop_reason == "non-finite loss"
-    assert loaded.config == result.config
-    assert loaded.suggestion_details == result.suggestion_details
+    assert loaded.settings == result.settings
+    assert loaded.suggestions == result.suggestions
     assert loaded.planned_points == result.planned_points
     assert loaded.meta == {"backend": "test"}
 
 
 def test_round_trip_of_a_completed_curve(tmp_path):
-    result = LRFindResult.from_curve(LRS, falling_curve(), preset="torch-lr-finder")
+    result = LRFindResult.from_curve(LRS, falling_curve(), settings="torch-lr-finder")
     path = tmp_path / "result.json"
     result.save(path)
     loaded = LRFindResult.load(path)
@@ -278,7 +275,7 @@ def test_repr():
     result = LRFindResult.from_curve(LRS, falling_curve())
     lr = f"{result.suggestion:.3g}"
     assert repr(result) == (
-        f"LRFindResult(steps=100, stop_reason='completed', suggestion={lr} "
+        f"LRFindResult(points=100, stop_reason='completed', suggestion={lr} "
         "(minimum, for one_cycle))"
     )
 
@@ -297,7 +294,7 @@ def test_plot_writes_a_png(tmp_path):
     assert ax.get_xscale() == "log"
     labels = [text.get_text() for text in ax.get_legend().get_texts()]
     assert labels[:2] == ["raw loss", "smoothed loss"]
-    shown = [name for name, detail in result.suggestion_details.items() if detail.lr is not None]
+    shown = [name for name, detail in result.suggestions.items() if detail.lr is not None]
     assert shown
     expected = [f"{name} (default)" if name == "minimum" else name for name in shown]
     assert [label.split(":")[0] for label in labels[2:]] == expected
@@ -326,20 +323,37 @@ def test_plot_on_given_axes_with_a_nan_stop(tmp_path):
     assert path.read_bytes().startswith(PNG_MAGIC)
 
 
+NEW_IN_VERSION_3 = ("independent_lrs", "accumulation_steps", "val_every", "val_batches",
+                    "training_steps", "budget_steps")
+
+
+def old_document(result, version):
+    """``result`` as files of format ``version`` (1 or 2) held it: a ``config`` with
+    ``default_method``, and ``suggestion_details``."""
+    data = result.to_dict()
+    config = {k: v for k, v in data.pop("settings").items() if k not in NEW_IN_VERSION_3}
+    config["default_method"] = config.pop("method")
+    details = data.pop("suggestions")
+    if version == 1:
+        del config["for_schedule"]
+        details = {name: {key: d[key] for key in ("lr", "index", "reason")}
+                   for name, d in details.items()}
+    return {**data, "version": version, "config": config, "suggestion_details": details}
+
+
+def test_version_2_results_load_with_the_same_settings_and_suggestions():
+    result = LRFindResult.from_curve(LRS, falling_curve(), "fastai", meta={"run": 2})
+    assert LRFindResult.from_dict(old_document(result, 2)) == result
+
+
 def test_version_1_results_load_as_curve_suggestions():
     """Files saved before schedule-aware suggestions (version 1) still load."""
     result = LRFindResult.from_curve(LRS, falling_curve(), for_schedule="curve")
-    data = result.to_dict()
-    old = {**data, "version": 1, "config": dict(data["config"])}
-    del old["config"]["for_schedule"]
-    old["suggestion_details"] = {
-        name: {key: d[key] for key in ("lr", "index", "reason")}
-        for name, d in data["suggestion_details"].items()
-    }
+    old = old_document(result, 1)
     loaded = LRFindResult.from_dict(old)
-    assert loaded.config.for_schedule == "curve"
+    assert loaded.settings.for_schedule == "curve"
     assert loaded.suggestions == result.suggestions
-    for name, detail in loaded.suggestion_details.items():
+    for name, detail in loaded.suggestions.items():
         assert detail.for_schedule == "curve"
-        assert detail.curve_lr == detail.lr == result.suggestion_details[name].lr
+        assert detail.curve_lr == detail.lr == result.suggestions[name].lr
     np.testing.assert_array_equal(loaded.losses, result.losses)

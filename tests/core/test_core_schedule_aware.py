@@ -2,9 +2,12 @@
 
 import numpy as np
 import pytest
+from core_testing import runs_result, sweeps_result
 
-from lrfind_core import LRFindResult, exponential_schedule, make_config
+from lrfind_core import LRFindResult
 from lrfind_core.schedule_aware import SCHEDULE_FACTORS, curve_kind
+from lrfind_core.schedules import exponential_schedule
+from lrfind_core.settings import resolve_settings
 
 LRS = exponential_schedule(1e-6, 10.0, 100)
 
@@ -35,7 +38,7 @@ def test_the_lr_is_the_curve_reading_times_the_shipped_factor(method, schedule):
 
 def test_the_default_is_minimum_for_one_cycle_and_constant_is_half_a_decade_lower():
     result = LRFindResult.from_curve(LRS, bowl())
-    assert (result.config.default_method, result.config.for_schedule) == ("minimum", "one_cycle")
+    assert (result.settings.method, result.settings.for_schedule) == ("minimum", "one_cycle")
     one_cycle = result.suggestion
     constant = result.suggest(for_schedule="constant").lr
     assert one_cycle == result.suggest("minimum", for_schedule="curve").lr
@@ -58,17 +61,17 @@ def test_curve_kinds_pick_their_own_factors():
     assert curve_kind("sweep", 1) == "sweep"
     assert curve_kind("sweep", 5) == "sweeps"
     assert curve_kind("independent", 1) == "independent"
-    config = make_config(
+    config = resolve_settings(
         start_lr=LRS[0], end_lr=LRS[-1], num_steps=100, num_sweeps=3, methods=["valley"]
     )
-    result = LRFindResult.from_sweeps(LRS, [bowl(), bowl(), bowl()], config=config)
+    result = sweeps_result(LRS, [bowl(), bowl(), bowl()], settings=config)
     read = result.suggest("valley", for_schedule="curve").lr
     factor = SCHEDULE_FACTORS["sweeps"]["valley"]["one_cycle"]
     assert result.suggest("valley").lr == pytest.approx(min(read * factor, LRS[-1]))
 
 
 def test_methods_without_a_factor_on_independent_curves_stay_unscaled_and_say_so():
-    config = make_config(
+    config = resolve_settings(
         mode="independent",
         start_lr=1e-5,
         end_lr=1.0,
@@ -78,8 +81,8 @@ def test_methods_without_a_factor_on_independent_curves_stay_unscaled_and_say_so
         methods=["valley", "minimum"],
     )
     runs = np.array([[[3.0, 2.9], [3.0, 2.5], [3.0, 1.5], [3.0, 1.0], [3.0, 1.2], [3.0, 2.0]]])
-    result = LRFindResult.from_runs(config.learning_rates(), runs, config=config)
-    assert result.config.default_method == "minimum"
+    result = runs_result(config.learning_rates(), runs, settings=config)
+    assert result.settings.method == "minimum"
     valley = result.suggest("valley")
     assert valley.lr == valley.curve_lr
     assert "no one_cycle factor for valley on independent curves" in valley.reason
@@ -89,8 +92,8 @@ def test_methods_without_a_factor_on_independent_curves_stay_unscaled_and_say_so
 
 def test_presets_of_other_tools_read_the_curve_as_they_do():
     for preset in ("fastai", "torch-lr-finder"):
-        result = LRFindResult.from_curve(LRS, bowl(), preset=preset)
-        assert result.config.for_schedule == "curve"
+        result = LRFindResult.from_curve(LRS, bowl(), settings=preset)
+        assert result.settings.for_schedule == "curve"
         detail = result.suggest()
         assert detail.lr == detail.curve_lr
 
@@ -107,22 +110,6 @@ def test_schedule_settings_survive_a_json_round_trip(tmp_path):
 
 def test_unknown_schedule_is_rejected():
     with pytest.raises(ValueError, match="unknown for_schedule 'cosine'"):
-        make_config(for_schedule="cosine")
+        resolve_settings(for_schedule="cosine")
     with pytest.raises(ValueError, match="unknown for_schedule 'cosine'"):
         result_for("one_cycle").suggest(for_schedule="cosine")
-
-
-def test_one_cycle_settings_use_the_one_cycle_lr():
-    result = result_for("constant")  # the config's schedule does not matter here
-    peak = result.suggest(for_schedule="one_cycle").lr
-    assert result.one_cycle(300) == {"max_lr": peak, "total_steps": 300}
-    assert result.one_cycle(300, framework="optax") == {"transition_steps": 300, "peak_value": peak}
-    valley = result.suggest("valley", for_schedule="one_cycle").lr
-    assert result.one_cycle(10, method="valley")["max_lr"] == valley
-    with pytest.raises(ValueError, match="unknown framework 'keras'"):
-        result.one_cycle(10, framework="keras")
-    with pytest.raises(ValueError, match="total_steps must be an int >= 1"):
-        result.one_cycle(0)
-    flat = LRFindResult.from_curve(LRS, np.ones(100))
-    with pytest.raises(ValueError, match="no one-cycle LR to build a schedule from: flat curve"):
-        flat.one_cycle(10)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lrfind_core import SCHEDULES, exponential_schedule, linear_schedule, make_schedule
+from lrfind_core.schedules import SCHEDULES, exponential_schedule, linear_schedule, make_schedule
 
 FAST = settings(max_examples=60, deadline=None)
 

@@ -9,7 +9,7 @@ from core_testing import reference_ewa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lrfind_core import EwaState, ewa_init, ewa_smooth, ewa_update
+from lrfind_core.smoothing import EwaState, ewa_init, ewa_smooth, ewa_update
 
 FAST = settings(max_examples=60, deadline=None)
 

@@ -8,13 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lrfind_core import (
+from lrfind_core.smoothing import ewa_smooth
+from lrfind_core.stopping import (
     STOP_DIVERGED,
     STOP_NON_FINITE,
     STOP_NONE,
     STOP_REASONS,
     StopState,
-    ewa_smooth,
     find_stop,
     stop_init,
     stop_update,

@@ -8,15 +8,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from lrfind_core import (
-    MethodOutput,
-    Suggestion,
-    available_methods,
-    exponential_schedule,
-    linear_schedule,
-    register_method,
-    suggest,
-)
+from lrfind_core import MethodOutput, Suggestion, available_methods, register_method
+from lrfind_core.schedules import exponential_schedule, linear_schedule
+from lrfind_core.suggestion import suggest
 
 suggest_module = importlib.import_module("lrfind_core.suggestion")
 
