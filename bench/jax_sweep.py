@@ -44,8 +44,8 @@ import optax
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_facts
 
-from lrfind_core import exponential_schedule
-from lrfind_jax import lr_find
+from lrfind_core.schedules import exponential_schedule
+from lrfind_jax import JaxOptions, Settings, lr_find
 
 BATCH = 64
 SIZES = (784, 256, 10)
@@ -110,11 +110,11 @@ def finder(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # K sweeps cycle through the data
         result = lr_find(
-            loss_fn, params, OPTIMIZER, data, start_lr=START_LR, end_lr=END_LR,
-            num_steps=steps, diverge_factor=DIVERGE_FACTOR, progress=progress,
-            chunk_size=chunk_size, num_sweeps=sweeps,
+            params, OPTIMIZER, data, loss_fn, start_lr=START_LR, end_lr=END_LR,
+            num_steps=steps, settings=Settings(diverge_factor=DIVERGE_FACTOR, num_sweeps=sweeps),
+            options=JaxOptions(progress=progress, chunk_size=chunk_size),
         )
-    assert result.meta["num_steps_run"] == steps * sweeps, result.meta
+    assert result.meta["steps_trained"] == steps * sweeps, result.meta
     return {key: result.meta[key] for key in ("run_time_s", "compile_time_s", "wall_time_s")}
 
 

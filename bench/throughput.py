@@ -69,7 +69,6 @@ import copy
 import ctypes
 import datetime
 import gc
-import inspect
 import json
 import os
 import statistics
@@ -241,10 +240,10 @@ def timed_call(contender: Contender) -> dict[str, Any]:
     facts = contender.call(contender.steps)
     seconds = time.perf_counter() - started
     expected = contender.steps * contender.sweeps
-    if facts["steps_run"] != expected:
-        raise RuntimeError(f"{contender.name} ran {facts['steps_run']} of {expected} steps")
+    if facts["steps_trained"] != expected:
+        raise RuntimeError(f"{contender.name} ran {facts['steps_trained']} of {expected} steps")
     return {"seconds": seconds, **{key: value for key, value in facts.items()
-                                   if key != "steps_run"}}
+                                   if key != "steps_trained"}}
 
 
 def memory_call(contender: Contender, memory: DeviceMemory) -> dict[str, Any]:
@@ -268,8 +267,8 @@ def torch_contenders(workload: str, steps: int, device: str) -> list[Contender]:
     import torch
     from torch.utils.data import DataLoader
 
-    from lrfind_core import exponential_schedule
-    from lrfind_torch import lr_find
+    from lrfind_core.schedules import exponential_schedule
+    from lrfind_torch import Settings, TorchOptions, lr_find
 
     torch_device = torch.device(device)
     setup = torch_workload(workload, steps, torch_device, START_LR)
@@ -303,14 +302,15 @@ def torch_contenders(workload: str, steps: int, device: str) -> list[Contender]:
             optimizer.step()
             done += 1
         sync()
-        return {"steps_run": done}
+        return {"steps_trained": done}
 
     def finder(n: int) -> dict[str, Any]:
-        result = lr_find(model, optimizer, loader, loss_fn=loss_fn, num_steps=n,
-                         start_lr=START_LR, end_lr=END_LR, diverge_factor=DIVERGE_FACTOR,
-                         progress=False, device=torch_device)
+        result = lr_find(model, optimizer, loader, loss_fn, num_steps=n, start_lr=START_LR,
+                         end_lr=END_LR, settings=Settings(diverge_factor=DIVERGE_FACTOR),
+                         options=TorchOptions(progress=False, device=torch_device))
         sync()
-        return {"steps_run": len(result.lrs), "sweep_time_s": result.meta.get("sweep_time_s")}
+        return {"steps_trained": result.meta["steps_trained"],
+                "run_time_s": result.meta["run_time_s"]}
 
     contenders = [
         Contender("torch_bare", "torch", bare, lambda: {}, steps, reset=reset),
@@ -330,7 +330,7 @@ def torch_contenders(workload: str, steps: int, device: str) -> list[Contender]:
                 ran = len(other_finder.history["lr"])
                 other_finder.reset()
             sync()
-            return {"steps_run": ran}
+            return {"steps_trained": ran}
 
         contenders.append(Contender("torch_lr_finder", "torch", other, lambda: {}, steps,
                                     reset=reset))
@@ -361,7 +361,7 @@ def jax_contenders(workload: str, steps: int, device: str,
     from jax import lax
 
     import lrfind_jax
-    from lrfind_core import exponential_schedule
+    from lrfind_core.schedules import exponential_schedule
 
     if device == "cuda" and jax.default_backend() != "gpu":
         reason = f"JAX has no GPU backend here (default backend: {jax.default_backend()})"
@@ -402,7 +402,7 @@ def jax_contenders(workload: str, steps: int, device: str,
             best = smoothed if best is None else min(best, smoothed)
             if not np.isfinite(value) or smoothed > DIVERGE_FACTOR * best:
                 break
-        return {"steps_run": done}
+        return {"steps_trained": done}
 
     def bare_warmup() -> dict[str, Any]:
         first: dict[str, float] = {}
@@ -413,16 +413,15 @@ def jax_contenders(workload: str, steps: int, device: str,
 
     def finder(progress: bool, sweeps: int) -> Callable[..., dict[str, Any]]:
         def call(n: int, lrs: tuple[float, float] = (START_LR, END_LR)) -> dict[str, Any]:
-            options: dict[str, Any] = {"model_state": setup.model_state} if stateful else {}
-            if sweeps > 1:
-                options["num_sweeps"] = sweeps
+            state: dict[str, Any] = {"model_state": setup.model_state} if stateful else {}
+            settings = lrfind_jax.Settings(diverge_factor=DIVERGE_FACTOR, num_sweeps=sweeps)
             with quiet():
                 result = lrfind_jax.lr_find(
-                    setup.loss_fn, setup.params, optimizer, setup.data, start_lr=lrs[0],
-                    end_lr=lrs[1], num_steps=n, diverge_factor=DIVERGE_FACTOR,
-                    progress=progress, **options)
+                    setup.params, optimizer, setup.data, setup.loss_fn, start_lr=lrs[0],
+                    end_lr=lrs[1], num_steps=n, settings=settings,
+                    options=lrfind_jax.JaxOptions(progress=progress), **state)
             meta = result.meta
-            return {"steps_run": meta["num_steps_run"], "compiled": meta["compiled"],
+            return {"steps_trained": meta["steps_trained"], "compiled": meta["compiled"],
                     "compile_time_s": meta["compile_time_s"], "run_time_s": meta["run_time_s"],
                     "program_calls": meta["program_calls"], "loop": meta["loop"],
                     "execution": meta.get("execution")}
@@ -434,7 +433,7 @@ def jax_contenders(workload: str, steps: int, device: str,
             started = time.perf_counter()
             facts = contender.call(contender.steps, BLOWUP_LRS)
             return {"first_call_s": time.perf_counter() - started,
-                    "first_call_steps": facts["steps_run"] // contender.sweeps,
+                    "first_call_steps": facts["steps_trained"] // contender.sweeps,
                     "compile_s": facts["compile_time_s"], "compiled": facts["compiled"]}
 
         return warmup
@@ -458,7 +457,7 @@ def jax_contenders(workload: str, steps: int, device: str,
             floor_inputs[n] = (jax.block_until_ready(optimizer.init(setup.params)), lrs)
         opt_state, lrs = floor_inputs[n]
         jax.block_until_ready(loop_floor(setup.params, opt_state, setup.model_state, lrs))
-        return {"steps_run": n}
+        return {"steps_trained": n}
 
     def floor_warmup() -> dict[str, Any]:
         started = time.perf_counter()
@@ -476,8 +475,6 @@ def jax_contenders(workload: str, steps: int, device: str,
                               min(steps, caps.get(name, steps)), sweeps=sweeps)
         contender.warmup = finder_warmup(contender)
         contenders.append(contender)
-    if "num_sweeps" not in inspect.signature(lrfind_jax.lr_find).parameters:
-        contenders[-1].unavailable = "lrfind_jax.lr_find has no num_sweeps= yet"
     return contenders
 
 
@@ -559,7 +556,7 @@ def summarise(contenders: list[Contender]) -> dict[str, Any]:
             device_memory=contender.memory["device_memory"],
         )
         extras = {key: [record[key] for record in contender.records]
-                  for key in ("sweep_time_s", "run_time_s", "program_calls", "loop", "execution")
+                  for key in ("run_time_s", "program_calls", "loop", "execution")
                   if key in contender.records[0]}
         if extras:
             entry["meta"] = extras
@@ -572,10 +569,10 @@ def summarise(contenders: list[Contender]) -> dict[str, Any]:
             entry["ratio_to_bare_all"] = ratios
             entry["speedup_vs_bare"] = 1 / entry["ratio_to_bare"]
             entry["best_ratio_to_bare"] = min(per_step) / min(bare_per_step)
-            if "sweep_time_s" in extras:
+            if "run_time_s" in extras:
                 entry["sweep_loop_ratio_to_bare"] = statistics.median(
                     (loop / contender.steps) / theirs
-                    for loop, theirs in zip(extras["sweep_time_s"], bare_per_step, strict=True))
+                    for loop, theirs in zip(extras["run_time_s"], bare_per_step, strict=True))
         floor = by_name.get("jax_loop_floor")
         if (contender.framework == "jax" and floor is not None and not floor.unavailable
                 and contender is not floor):

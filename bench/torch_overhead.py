@@ -26,8 +26,8 @@ from torch.utils.data import DataLoader, TensorDataset
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_facts
 
-from lrfind_core import exponential_schedule
-from lrfind_torch import lr_find
+from lrfind_core.schedules import exponential_schedule
+from lrfind_torch import Settings, TorchOptions, lr_find
 
 
 def make_setup(
@@ -79,17 +79,16 @@ def finder(
         model,
         optimizer,
         loader,
-        loss_fn=nn.functional.cross_entropy,
+        nn.functional.cross_entropy,
         num_steps=steps,
         start_lr=START_LR,
         end_lr=END_LR,
-        diverge_factor=1e12,
-        progress=False,
-        device=device,
+        settings=Settings(diverge_factor=1e12),
+        options=TorchOptions(progress=False, device=device),
     )
     total = time.perf_counter() - started
     assert len(result.lrs) == steps, result
-    return total, result.meta["sweep_time_s"]
+    return total, result.meta["run_time_s"]
 
 
 def main() -> None:

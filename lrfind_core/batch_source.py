@@ -63,6 +63,14 @@ class BatchSource:
         return self
 
 
+EXHAUSTED = "data exhausted"
+
+
 def exhausted_reason(steps: int) -> str:
     """The result's stop reason when the data ran out after ``steps`` optimizer steps."""
-    return f"data exhausted after {steps} steps"
+    return f"{EXHAUSTED} after {steps} steps"
+
+
+def is_exhausted(reason: str | None) -> bool:
+    """Whether ``reason`` (a run's end reason) says that the data ran out."""
+    return reason is not None and reason.startswith(EXHAUSTED)

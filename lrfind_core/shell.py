@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from lrfind_core import judging
+from lrfind_core.batch_source import is_exhausted
 from lrfind_core.notices import warn_user
 from lrfind_core.plan import RunPlan, RunRecord, plan_independent, plan_sweeps
 from lrfind_core.result import LRFindResult
@@ -170,7 +171,7 @@ def run_notices(plan: RunPlan, record: RunRecord, settings: Settings) -> list[st
     """What the user should hear about runs that ended early or did not train."""
     notices = []
     if settings.mode == "independent":
-        short = [reason for reason in record.end_reasons if reason is not None]
+        short = [reason for reason in record.end_reasons if is_exhausted(reason)]
         if short:
             raise ValueError(
                 f"train_data ran out ({short[0]}); mode='independent' reads "
@@ -241,7 +242,7 @@ def judge_record(plan: RunPlan, record: RunRecord, settings: Settings) -> judgin
     reasons = [reason for reason in record.end_reasons if reason is not None]
     if not any(len(curve) for curve in curves):
         detail = reasons[0] if reasons else "no step was run"
-        error = ValueError if "data" in detail else RuntimeError
+        error = ValueError if is_exhausted(detail) else RuntimeError
         raise error(f"lr_find recorded no point: {detail}")
     return judging.judge_sweeps(
         plan.point_lrs(0),

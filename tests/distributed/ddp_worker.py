@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
-from lrfind_torch import lr_find
+from lrfind_torch import TorchOptions, lr_find
 
 STEPS = 30
 BATCH = 16  # per rank
@@ -127,10 +127,8 @@ def main() -> None:
             num_steps=STEPS,
             start_lr=1e-4,
             end_lr=100.0,
-            sync_every=4,
-            progress=True,
+            options=TorchOptions(sync_every=4, progress=True, **amp),
             plot_path=os.path.join(out_dir, f"plot{rank}.png"),
-            **amp,
         )
         record["result"] = result.to_dict()
     except BaseException as error:

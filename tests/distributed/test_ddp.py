@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from lrfind_torch import lr_find
+from lrfind_torch import TorchOptions, lr_find
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 sys.path.insert(0, str(WORKER.parent))
@@ -64,7 +64,7 @@ def _single_process_result():
         num_steps=ddp_worker.STEPS,
         start_lr=1e-4,
         end_lr=100.0,
-        progress=False,
+        options=TorchOptions(progress=False),
     )
     return result
 

@@ -11,13 +11,21 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch_helpers import assert_restored, batches, capture, cross_entropy, f32, tiny_mlp
+from torch_helpers import (
+    assert_restored,
+    batches,
+    capture,
+    cross_entropy,
+    f32,
+    keywords,
+    tiny_mlp,
+)
 
-from lrfind_core import make_config
-from lrfind_torch import lr_find
+from lrfind_torch import Settings, TorchOptions, lr_find
 from lrfind_torch.recording import MAX_CONSECUTIVE_SKIPS
 
-SWEEP = {"start_lr": 1e-4, "end_lr": 1.0, "num_steps": 12, "progress": False}
+SWEEP = {"start_lr": 1e-4, "end_lr": 1.0, "num_steps": 12}
+QUIET = TorchOptions(progress=False)
 INIT_SCALE = 2.0**20  # float16 gradients overflow until the scale has halved a few times
 
 
@@ -96,13 +104,11 @@ def test_skipped_updates_use_up_their_lr_and_match_a_reference_loop(options: dic
     val_data = data[-2:] if "val_every" in options else None
 
     result = lr_find(
-        model, optimizer, data, loss_fn=cross_entropy, autocast_dtype=torch.float16,
-        grad_scaler=scaler, val_data=val_data, **SWEEP, **options,
+        model, optimizer, data, loss_fn=cross_entropy, val_data=val_data,
+        **keywords(autocast_dtype=torch.float16, grad_scaler=scaler, **SWEEP, **options),
     )
 
-    planned = make_config(
-        **{k: v for k, v in SWEEP.items() if k != "progress"}
-    ).learning_rates()
+    planned = Settings(**SWEEP).learning_rates()
     kept = {k: v for k, v in options.items() if k != "sync_every"}
     expected_skips, expected_losses, expected_points = reference_amp_sweep(
         *reference, data, planned, val_data=val_data, **kept
@@ -113,7 +119,7 @@ def test_skipped_updates_use_up_their_lr_and_match_a_reference_loop(options: dic
     assert [entry["lr"] for entry in skipped] == [planned[i] for i in expected_skips]
     assert [entry["loss"] for entry in skipped] == [expected_losses[i] for i in expected_skips]
     assert {entry["sweep"] for entry in skipped} == {0}
-    assert result.meta["steps_run"] == len(planned)
+    assert result.meta["steps_trained"] == len(planned)
     assert result.meta["autocast_dtype"] == "torch.float16"
     every = options.get("val_every", 1)
     np.testing.assert_array_equal(result.lrs, planned[every - 1 :: every])
@@ -134,8 +140,11 @@ def test_skip_detection_reads_the_device_only_at_sync_points(monkeypatch) -> Non
         )
     monkeypatch.setattr(scaler, "get_scale", lambda: pytest.fail("the scale was read"))
     result = lr_find(
-        model, optimizer, data, loss_fn=cross_entropy, autocast_dtype=torch.float16,
-        grad_scaler=scaler, **{**SWEEP, "num_steps": 20}, sync_every=5,
+        model, optimizer, data, loss_fn=cross_entropy,
+        **keywords(
+            autocast_dtype=torch.float16, grad_scaler=scaler, **{**SWEEP, "num_steps": 20},
+            sync_every=5,
+        ),
     )
     monkeypatch.undo()
     assert len(result.lrs) == 20 and result.meta["skipped_steps"]
@@ -175,8 +184,9 @@ def test_used_scaler_is_restored_exactly() -> None:
     tracker_value = tracker.clone()
 
     lr_find(
-        model, optimizer, data, loss_fn=cross_entropy, autocast_dtype=torch.float16,
-        grad_scaler=scaler, **SWEEP,
+        model, optimizer, data, loss_fn=cross_entropy,
+        options=TorchOptions(progress=False, autocast_dtype=torch.float16, grad_scaler=scaler),
+        **SWEEP,
     )
 
     assert_restored(before, model, optimizer, scaler)
@@ -217,10 +227,11 @@ def test_consecutive_skips_end_the_curve_where_they_began(sync_every: int) -> No
         loss = cross_entropy(model(inputs), target)
         return loss if len(calls) <= 5 else InfiniteGradient.apply(loss)  # overflows from here
 
-    result = lr_find(
-        model, optimizer, data, step_fn=step_fn, grad_scaler=scaler,
-        **{**SWEEP, "num_steps": 40, "sync_every": sync_every},
-    )
+    with pytest.warns(UserWarning, match="the sweep ended early: GradScaler skipped 20 updates"):
+        result = lr_find(
+            model, optimizer, data, step_fn=step_fn,
+            **keywords(grad_scaler=scaler, **{**SWEEP, "num_steps": 40, "sync_every": sync_every}),
+        )
 
     assert len(result.lrs) == 5
     assert result.stop_step is None
@@ -229,7 +240,7 @@ def test_consecutive_skips_end_the_curve_where_they_began(sync_every: int) -> No
     assert steps == list(range(5, 5 + MAX_CONSECUTIVE_SKIPS))
     # Steps queued after the 20th skip (up to the sync point) ran but are not on the curve.
     last_skip = 5 + MAX_CONSECUTIVE_SKIPS
-    assert last_skip <= result.meta["steps_run"] < last_skip + sync_every
+    assert last_skip <= result.meta["steps_trained"] < last_skip + sync_every
     assert np.all(np.isfinite(result.losses))
     assert_restored(before, model, optimizer, scaler)
 
@@ -237,13 +248,17 @@ def test_consecutive_skips_end_the_curve_where_they_began(sync_every: int) -> No
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({}, r"recorded no step: GradScaler skipped every update \(12 of 12\)"),
-        (
-            {"mode": "independent", "num_steps": 3, "steps_per_lr": 6, "average_last": 2},
+        pytest.param(
+            SWEEP, r"lr_find recorded no point: GradScaler skipped every update \(12 of 12\)",
+            id="sweep",
+        ),
+        pytest.param(
+            {"start_lr": 1e-4, "end_lr": 1.0, "mode": "independent", "independent_lrs": 3,
+             "steps_per_lr": 6, "average_last": 2},
             r"recorded no trained run: GradScaler skipped every update of 3 of 3",
+            id="independent",
         ),
     ],
-    ids=["sweep", "independent"],
 )
 def test_a_finder_whose_every_update_is_skipped_says_why(options: dict, message: str) -> None:
     """No update ever lands: the error names the GradScaler rather than a flat curve."""
@@ -251,8 +266,8 @@ def test_a_finder_whose_every_update_is_skipped_says_why(options: dict, message:
     before = capture(model, optimizer, scaler)
     with pytest.raises(RuntimeError, match=message):
         lr_find(
-            model, optimizer, data, loss_fn=cross_entropy, autocast_dtype=torch.float16,
-            grad_scaler=scaler, **{**SWEEP, **options},
+            model, optimizer, data, loss_fn=cross_entropy,
+            **keywords(autocast_dtype=torch.float16, grad_scaler=scaler, **options),
         )
     assert_restored(before, model, optimizer, scaler)
 
@@ -260,27 +275,50 @@ def test_a_finder_whose_every_update_is_skipped_says_why(options: dict, message:
 def test_skipped_updates_are_listed_in_independent_mode() -> None:
     model, optimizer, scaler, data = amp_setup()
     reference = copy.deepcopy((model, optimizer, scaler))
+    settings = Settings(mode="independent", independent_lrs=3, steps_per_lr=6, average_last=2)
     result = lr_find(
-        model, optimizer, data, loss_fn=cross_entropy, autocast_dtype=torch.float16,
-        grad_scaler=scaler, mode="independent", num_steps=3, steps_per_lr=6, average_last=2,
-        progress=False,
+        model, optimizer, data, loss_fn=cross_entropy, settings=settings,
+        options=TorchOptions(progress=False, autocast_dtype=torch.float16, grad_scaler=scaler),
     )
-    grid = make_config(mode="independent", num_steps=3).learning_rates()
+    grid = settings.independent_grid()
     expected_skips, expected_losses, _ = reference_amp_sweep(*reference, data, [grid[0]] * 6)
     assert expected_skips  # the first run starts from the overflowing scale
-    assert result.meta["runs_made"][0] >= 2
+    runs_made = int(np.count_nonzero(~np.isnan(result.runs.run_losses[0, :, 0])))
+    assert runs_made >= 2
     # Every run starts from the same restored scaler and weights, so until its first
     # update lands each run skips as run 0 does; run 0 is the reference loop.
     skipped = result.meta["skipped_steps"]
     assert [e["step"] for e in skipped if e["run"] == 0] == expected_skips
     assert expected_skips == list(range(len(expected_skips)))  # no update lands before
-    for run in range(result.meta["runs_made"][0]):
+    for run in range(runs_made):
         run_skips = [e["step"] for e in skipped if e["run"] == run]
         assert run_skips[: len(expected_skips)] == expected_skips
     assert [e["lr"] for e in skipped if e["run"] == 0] == [grid[0]] * len(expected_skips)
     assert [e["loss"] for e in skipped if e["run"] == 0] == [
         expected_losses[i] for i in expected_skips
     ]
+
+
+def test_an_independent_run_whose_every_update_is_skipped_is_named_in_a_warning() -> None:
+    """Only the run at the grid's top LR overflows at every update: the other runs make
+    the result, and a warning names the untrained run."""
+    model, optimizer, _, data = amp_setup()
+    scaler = torch.amp.GradScaler("cpu")
+    before = capture(model, optimizer, scaler)
+
+    def step_fn(model: nn.Module, batch: Any) -> torch.Tensor:
+        loss = cross_entropy(model(batch[0]), batch[1])
+        return InfiniteGradient.apply(loss) if optimizer.param_groups[0]["lr"] > 1.0 else loss
+
+    settings = Settings(mode="independent", independent_lrs=3, steps_per_lr=6, average_last=2)
+    with pytest.warns(UserWarning, match=r"GradScaler skipped every update of 1 of 3 "
+                      r"independent run\(s\).*\(sweep, run\) \[\(0, 2\)\]"):
+        result = lr_find(
+            model, optimizer, data, step_fn=step_fn, settings=settings,
+            options=TorchOptions(progress=False, grad_scaler=scaler),
+        )
+    assert [entry["run"] for entry in result.meta["skipped_steps"]] == [2] * 6
+    assert_restored(before, model, optimizer, scaler)
 
 
 def test_k_sweeps_list_skips_per_sweep_and_say_which_sweep_was_cut() -> None:
@@ -303,16 +341,17 @@ def test_k_sweeps_list_skips_per_sweep_and_say_which_sweep_was_cut() -> None:
     sweep = {**SWEEP, "num_steps": steps}
     with pytest.warns(UserWarning, match=r"sweep 1 of 3: GradScaler skipped 20 updates in a "
                       r"row; its curve ends after 0 point\(s\)"):
-        result = lr_find(model, optimizer, data, step_fn=step_fn, grad_scaler=scaler,
-                         num_sweeps=3, **sweep)
+        result = lr_find(model, optimizer, data, step_fn=step_fn,
+                         **keywords(grad_scaler=scaler, num_sweeps=3, **sweep))
     calls.clear()
-    single = lr_find(twin[0], twin[1], data, step_fn=step_fn, grad_scaler=twin[2], **sweep)
+    single = lr_find(twin[0], twin[1], data, step_fn=step_fn,
+                     **keywords(grad_scaler=twin[2], **sweep))
     first = [entry for entry in result.meta["skipped_steps"] if entry["sweep"] == 0]
     assert first == single.meta["skipped_steps"] and first
     cut = [entry["step"] for entry in result.meta["skipped_steps"] if entry["sweep"] == 1]
     assert cut == list(range(MAX_CONSECUTIVE_SKIPS))
-    assert result.meta["sweep_end_reasons"][0] is None
-    assert "GradScaler skipped 20" in result.meta["sweep_end_reasons"][1]
+    assert result.meta["end_reasons"][0] is None
+    assert "GradScaler skipped 20" in result.meta["end_reasons"][1]
     assert result.ensemble.num_sweeps == 2
     np.testing.assert_array_equal(result.ensemble.sweep_losses[0], single.losses)
     assert_restored(before, model, optimizer, scaler)
@@ -333,7 +372,7 @@ def test_a_failure_mid_sweep_restores_a_used_scaler(error: BaseException) -> Non
             return cross_entropy(model(inputs), target)
 
     with pytest.raises(type(error)):
-        lr_find(model, optimizer, data, step_fn=step_fn, grad_scaler=scaler, **SWEEP)
+        lr_find(model, optimizer, data, step_fn=step_fn, **keywords(grad_scaler=scaler, **SWEEP))
     assert_restored(before, model, optimizer, scaler)
 
 
@@ -342,9 +381,11 @@ def test_disabled_scaler_is_the_same_as_none() -> None:
     twin_model, twin_optimizer = copy.deepcopy((model, optimizer))
     disabled = torch.amp.GradScaler("cpu", enabled=False)
     with_scaler = lr_find(
-        model, optimizer, data, loss_fn=cross_entropy, grad_scaler=disabled, **SWEEP
+        model, optimizer, data, loss_fn=cross_entropy, **keywords(grad_scaler=disabled, **SWEEP)
     )
-    without = lr_find(twin_model, twin_optimizer, data, loss_fn=cross_entropy, **SWEEP)
+    without = lr_find(
+        twin_model, twin_optimizer, data, loss_fn=cross_entropy, options=QUIET, **SWEEP
+    )
     np.testing.assert_array_equal(with_scaler.losses, without.losses)
     assert with_scaler.meta["skipped_steps"] == []
 
@@ -353,7 +394,8 @@ def test_bfloat16_autocast_runs_and_restores() -> None:
     model, optimizer, _, data = amp_setup()
     before = capture(model, optimizer)
     result = lr_find(
-        model, optimizer, data, loss_fn=cross_entropy, autocast_dtype=torch.bfloat16, **SWEEP
+        model, optimizer, data, loss_fn=cross_entropy,
+        **keywords(autocast_dtype=torch.bfloat16, **SWEEP),
     )
     assert result.meta["autocast_dtype"] == "torch.bfloat16"
     assert len(result.lrs) >= 2
@@ -363,16 +405,10 @@ def test_bfloat16_autocast_runs_and_restores() -> None:
 
 @pytest.mark.parametrize("bad", ["float16", 16])
 def test_autocast_dtype_must_be_a_torch_dtype(bad: Any) -> None:
-    model, optimizer, _, data = amp_setup()
-    before = capture(model, optimizer)
     with pytest.raises(TypeError, match=r"autocast_dtype must be a torch\.dtype"):
-        lr_find(model, optimizer, data, loss_fn=cross_entropy, autocast_dtype=bad, **SWEEP)
-    assert_restored(before, model, optimizer)
+        TorchOptions(autocast_dtype=bad)
 
 
 def test_grad_scaler_must_look_like_a_grad_scaler() -> None:
-    model, optimizer, _, data = amp_setup()
-    before = capture(model, optimizer)
     with pytest.raises(TypeError, match=r"grad_scaler must be a torch\.amp\.GradScaler"):
-        lr_find(model, optimizer, data, loss_fn=cross_entropy, grad_scaler=object(), **SWEEP)
-    assert_restored(before, model, optimizer)
+        TorchOptions(grad_scaler=object())

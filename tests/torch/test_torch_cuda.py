@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch_helpers import assert_restored, batches, capture, cross_entropy, tiny_mlp
 
-from lrfind_torch import lr_find
+from lrfind_torch import TorchOptions, lr_find
 from lrfind_torch.state import TrainingSnapshot
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -32,7 +32,7 @@ def test_cuda_rng_model_and_optimizer_come_back_exactly() -> None:
     rng_before = torch.cuda.get_rng_state_all()
     before = capture(model, optimizer)
     result = lr_find(model, optimizer, data, loss_fn=cross_entropy, start_lr=1e-4, end_lr=10.0,
-                     num_steps=16, progress=False)
+                     num_steps=16, options=TorchOptions(progress=False))
     assert len(result.losses) >= 2
     after = torch.cuda.get_rng_state_all()
     assert len(after) == len(rng_before)
@@ -69,9 +69,12 @@ def test_grad_scaler_sweep_syncs_only_at_sync_points() -> None:
         torch.cuda.set_sync_debug_mode("warn")
         try:
             result = lr_find(
-                model, optimizer, data, loss_fn=cross_entropy, autocast_dtype=torch.float16,
-                grad_scaler=scaler, start_lr=1e-5, end_lr=1e-2, num_steps=100,
-                sync_every=25, progress=False,
+                model, optimizer, data, loss_fn=cross_entropy, start_lr=1e-5, end_lr=1e-2,
+                num_steps=100,
+                options=TorchOptions(
+                    autocast_dtype=torch.float16, grad_scaler=scaler, sync_every=25,
+                    progress=False,
+                ),
             )
         finally:
             torch.cuda.set_sync_debug_mode("default")

@@ -22,19 +22,20 @@ from torch_helpers import (
     capture,
     cross_entropy,
     f32,
+    keywords,
     reference_sweep,
     tiny_mlp,
 )
 
-from lrfind_core import make_config
-from lrfind_torch import lr_find
+from lrfind_torch import Settings, TorchOptions, lr_find
 
-SWEEP = {"start_lr": 1e-4, "end_lr": 0.5, "num_steps": 12, "progress": False}
+QUIET = TorchOptions(progress=False)
+RANGE = {"start_lr": 1e-4, "end_lr": 0.5, "num_steps": 12}
+SWEEP = {**RANGE, "options": QUIET}
 
 
 def planned_lrs(**overrides: Any) -> np.ndarray:
-    settings = {k: v for k, v in {**SWEEP, **overrides}.items() if k != "progress"}
-    return make_config(**settings).learning_rates()
+    return Settings(**{**RANGE, **overrides}).learning_rates()
 
 
 def mlp_setup(seed: int = 0, lr: float = 0.05) -> tuple[nn.Module, torch.optim.Optimizer]:
@@ -91,7 +92,7 @@ def test_one_shot_iterator_that_runs_out_ends_the_sweep(one_shot: str) -> None:
         result = lr_find(model, optimizer, stream, loss_fn=cross_entropy, **SWEEP)
     messages = [str(w.message) for w in record if issubclass(w.category, UserWarning)]
     assert len(messages) == 1, messages
-    assert "ran out after 5 batches" in messages[0]
+    assert messages[0] == "the sweep ended early: data exhausted after 5 steps"
     assert "data exhausted" in result.stop_reason
     assert result.stop_reason == "data exhausted after 5 steps"
     assert len(result.lrs) == 5
@@ -115,10 +116,10 @@ def test_data_warnings_point_at_the_callers_line(one_shot: bool) -> None:
 
 def test_one_shot_iterator_with_accumulation_counts_whole_steps() -> None:
     model, optimizer = mlp_setup()
-    with pytest.warns(UserWarning, match="ran out after 5 batches"):
+    with pytest.warns(UserWarning, match="the sweep ended early: data exhausted after 2 steps"):
         result = lr_find(
             model, optimizer, iter(batches(5)), loss_fn=cross_entropy,
-            accumulation_steps=2, **SWEEP,
+            settings=Settings(accumulation_steps=2), **SWEEP,
         )
     assert len(result.lrs) == 2  # the fifth batch began a third step that never finished
     assert result.stop_reason == "data exhausted after 2 steps"
@@ -137,7 +138,7 @@ def test_one_shot_iterator_exhausted_before_the_first_step_says_why() -> None:
         try:
             result = lr_find(
                 model, optimizer, iter(batches(1)), loss_fn=cross_entropy,
-                accumulation_steps=2, **SWEEP,
+                settings=Settings(accumulation_steps=2), **SWEEP,
             )
         except (ValueError, RuntimeError) as error:
             message = str(error)
@@ -264,7 +265,10 @@ def test_accumulation_advances_the_lr_per_optimizer_step() -> None:
     reference = copy.deepcopy((model, optimizer))
     data = CountingBatches(batches(24))
 
-    result = lr_find(model, optimizer, data, loss_fn=cross_entropy, accumulation_steps=2, **SWEEP)
+    result = lr_find(
+        model, optimizer, data, loss_fn=cross_entropy, settings=Settings(accumulation_steps=2),
+        **SWEEP,
+    )
 
     assert len(optimizer.recorded_lrs) == 12  # optimizer.step calls
     assert data.served == 24  # micro-batches
@@ -282,7 +286,7 @@ def test_accumulated_loss_is_the_mean_of_the_micro_batch_losses() -> None:
     with torch.no_grad():
         first = [supervised(model, batch).item() for batch in data[:2]]
     result = lr_find(
-        model, optimizer, data, loss_fn=cross_entropy, accumulation_steps=2,
+        model, optimizer, data, loss_fn=cross_entropy, settings=Settings(accumulation_steps=2),
         **{**SWEEP, "num_steps": 2},
     )
     # Step 0 sees the untouched weights, so its loss is the plain mean of two losses.
@@ -308,8 +312,8 @@ def test_validation_mode_records_the_mean_val_loss_every_few_steps() -> None:
 
     torch.manual_seed(11)  # dropout masks during the training steps
     result = lr_find(
-        model, optimizer, train, loss_fn=cross_entropy, val_data=val, val_every=2,
-        val_batches=3, **SWEEP,
+        model, optimizer, train, loss_fn=cross_entropy, val_data=val,
+        settings=Settings(val_every=2, val_batches=3), **SWEEP,
     )
 
     planned = planned_lrs()
@@ -355,7 +359,7 @@ def test_validation_runs_in_eval_mode_without_grad() -> None:
     before = capture(model, optimizer)
     result = lr_find(
         model, optimizer, batches(12), step_fn=step_fn, val_data=batches(4, seed=3),
-        val_every=3, val_batches=2, **SWEEP,
+        settings=Settings(val_every=3, val_batches=2), **SWEEP,
     )
     assert len(result.lrs) == 4
     train_calls = [call for call in calls if call == (True, True)]
@@ -373,7 +377,7 @@ def diverging_run(sync_every: int) -> Any:
     model, optimizer = mlp_setup(lr=0.1)
     return lr_find(
         model, optimizer, batches(30), loss_fn=cross_entropy, start_lr=1e-3, end_lr=1e3,
-        num_steps=30, sync_every=sync_every, progress=False,
+        num_steps=30, options=TorchOptions(progress=False, sync_every=sync_every),
     )
 
 
@@ -392,8 +396,8 @@ def test_sync_every_does_not_change_a_diverging_curve() -> None:
     np.testing.assert_array_equal(every_step.lrs, batched.lrs)
     assert every_step.suggestions == batched.suggestions
     # Reading every 7 steps runs on to the next sync point; those steps are cut.
-    assert every_step.meta["steps_run"] == stop + 1
-    assert batched.meta["steps_run"] == min(30, 7 * math.ceil((stop + 1) / 7))
+    assert every_step.meta["steps_trained"] == stop + 1
+    assert batched.meta["steps_trained"] == min(30, 7 * math.ceil((stop + 1) / 7))
     assert batched.meta["sync_every"] == 7
 
 
@@ -403,8 +407,8 @@ def test_sync_every_does_not_change_a_completed_curve() -> None:
         model, optimizer = mlp_setup()
         results.append(
             lr_find(
-                model, optimizer, batches(12), loss_fn=cross_entropy, sync_every=sync_every,
-                **SWEEP,
+                model, optimizer, batches(12), loss_fn=cross_entropy,
+                **{**SWEEP, "options": TorchOptions(progress=False, sync_every=sync_every)},
             )
         )
     assert results[0].stop_reason == results[1].stop_reason == "completed"
@@ -417,6 +421,29 @@ def test_default_sync_every_on_cpu_is_one() -> None:
     assert result.meta["sync_every"] == 1
     assert result.meta["device"] == "cpu"
     assert result.meta["backend"] == "torch"
+
+
+def test_meta_holds_the_shared_and_the_torch_keys() -> None:
+    model, optimizer = mlp_setup()
+    result = lr_find(model, optimizer, batches(12), loss_fn=cross_entropy, **SWEEP)
+    shared = {
+        "backend", "versions", "device", "mode", "num_sweeps", "accumulation_steps",
+        "loss_kind", "val_every", "runs", "steps_trained", "end_reasons", "skipped_steps",
+        "run_time_s", "wall_time_s",
+    }
+    torch_only = {
+        "world_size", "sync_every", "autocast_dtype", "snapshot", "train_mode",
+        "snapshot_time_s", "restore_time_s",
+    }
+    assert set(result.meta) == shared | torch_only
+    assert result.meta["mode"] == "sweep"
+    assert result.meta["loss_kind"] == "train"
+    assert result.meta["val_every"] is None
+    assert result.meta["runs"] == 1
+    assert result.meta["steps_trained"] == 12
+    assert result.meta["end_reasons"] == [None]
+    assert result.meta["world_size"] == 1
+    assert result.meta["train_mode"] is True
 
 
 @pytest.mark.parametrize(
@@ -445,8 +472,8 @@ def test_host_reads_happen_only_at_sync_points(monkeypatch, options, reads) -> N
         )
     result = lr_find(
         model, optimizer, data, loss_fn=cross_entropy, start_lr=1e-4, end_lr=1e-2,
-        num_steps=20, sync_every=5, progress=False, **options,
+        num_steps=20, **keywords(sync_every=5, **options),
     )
     monkeypatch.undo()
-    assert result.meta["steps_run"] == 20 * options.get("num_sweeps", 1)
+    assert result.meta["steps_trained"] == 20 * options.get("num_sweeps", 1)
     assert len(count) == reads + 1

@@ -7,9 +7,11 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 from torch_helpers import cross_entropy, tiny_cnn
 
-from lrfind_torch import lr_find
+from lrfind_torch import TorchOptions, lr_find
 
-SWEEP = {"start_lr": 1e-4, "end_lr": 1.0, "num_steps": 12, "progress": False}
+SWEEP = {
+    "start_lr": 1e-4, "end_lr": 1.0, "num_steps": 12, "options": TorchOptions(progress=False)
+}
 
 
 def shuffled_setup(generator_seed: int | None = None) -> tuple:

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from lrfind_torch import lr_find
+from lrfind_torch import TorchOptions, lr_find
 
 GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 
@@ -36,7 +36,8 @@ def test_suggestion_trains_about_as_well_as_the_best_of_a_grid() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # 22 batches are cycled: expected
         result = lr_find(
-            model, optimizer, train_loader, loss_fn=nn.functional.cross_entropy, progress=False
+            model, optimizer, train_loader, loss_fn=nn.functional.cross_entropy,
+            options=TorchOptions(progress=False),
         )
     assert result.suggestion is not None
     assert 1e-4 <= result.suggestion <= 1e-1

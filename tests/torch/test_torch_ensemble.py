@@ -20,10 +20,10 @@ from torch_helpers import (
     tiny_mlp,
 )
 
-from lrfind_core import make_config
-from lrfind_torch import lr_find
+from lrfind_torch import Settings, TorchOptions, lr_find
 
-SWEEP = {"start_lr": 1e-4, "end_lr": 0.5, "num_steps": 12, "progress": False}
+SWEEP = {"start_lr": 1e-4, "end_lr": 0.5, "num_steps": 12}
+QUIET = TorchOptions(progress=False)
 
 
 def mlp_setup() -> tuple[nn.Module, torch.optim.Optimizer]:
@@ -37,8 +37,9 @@ def test_repeated_sweeps_restore_exactly(snapshot: str, tmp_path: Any) -> None:
     setup = make_setup("adam", "cnn", "param_groups")
     before = capture(setup.model, setup.optimizer)
     result = lr_find(
-        setup.model, setup.optimizer, setup.data * 2, loss_fn=cross_entropy, num_sweeps=3,
-        snapshot=snapshot, snapshot_dir=tmp_path, **SWEEP,
+        setup.model, setup.optimizer, setup.data * 2, loss_fn=cross_entropy,
+        settings=Settings(num_sweeps=3),
+        options=TorchOptions(progress=False, snapshot=snapshot, snapshot_dir=tmp_path), **SWEEP,
     )
     assert result.ensemble is not None
     assert result.ensemble.num_sweeps == 3
@@ -52,7 +53,10 @@ def test_each_sweep_starts_from_the_initial_state_on_the_next_batches() -> None:
     data = batches(36)
     with torch.no_grad():
         first_losses = [cross_entropy(model(x), y).item() for x, y in data[0:36:12]]
-    result = lr_find(model, optimizer, data, loss_fn=cross_entropy, num_sweeps=3, **SWEEP)
+    result = lr_find(
+        model, optimizer, data, loss_fn=cross_entropy, settings=Settings(num_sweeps=3),
+        options=QUIET, **SWEEP,
+    )
     sweeps = result.ensemble.sweep_losses
     assert sweeps.shape == (3, 12)
     # Step 0 of every sweep sees the initial weights on batch 0, 12 and 24.
@@ -68,7 +72,7 @@ def test_the_first_sweep_is_the_single_sweep() -> None:
         runs.append(
             lr_find(
                 setup.model, setup.optimizer, setup.data * 2, loss_fn=cross_entropy,
-                num_sweeps=count, **SWEEP,
+                settings=Settings(num_sweeps=count), options=QUIET, **SWEEP,
             )
         )
     single, ensemble = runs
@@ -80,11 +84,14 @@ def test_independent_runs_start_from_the_same_state_and_restore() -> None:
     setup = make_setup("sgd", "cnn", "plain")
     before = capture(setup.model, setup.optimizer)
     reference_model, reference_optimizer = copy.deepcopy((setup.model, setup.optimizer))
-    options = {
-        "mode": "independent", "num_steps": 5, "steps_per_lr": 3, "average_last": 2,
-        "start_lr": 1e-3, "end_lr": 0.1, "progress": False,
-    }
-    result = lr_find(setup.model, setup.optimizer, setup.data, loss_fn=cross_entropy, **options)
+    settings = Settings(
+        mode="independent", independent_lrs=5, steps_per_lr=3, average_last=2, start_lr=1e-3,
+        end_lr=0.1,
+    )
+    result = lr_find(
+        setup.model, setup.optimizer, setup.data, loss_fn=cross_entropy, settings=settings,
+        options=QUIET,
+    )
 
     assert_restored(before, setup.model, setup.optimizer)
     runs = result.runs.run_losses
@@ -97,10 +104,7 @@ def test_independent_runs_start_from_the_same_state_and_restore() -> None:
     assert runs[0, 0, 2] != runs[0, 1, 2]
 
     # Run 1 by hand: three steps at float32(grid[1]) from the initial state.
-    grid = make_config(
-        mode="independent", num_steps=5, steps_per_lr=3, average_last=2, start_lr=1e-3,
-        end_lr=0.1,
-    ).learning_rates()
+    grid = settings.independent_grid()
     torch.set_rng_state(before.rng["torch"])
     reference_model.train()
     reference_optimizer.param_groups[0]["lr"] = f32(grid[1])

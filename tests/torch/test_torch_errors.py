@@ -20,9 +20,9 @@ from torch_helpers import (
     tiny_mlp,
 )
 
-from lrfind_torch import lr_find
+from lrfind_torch import Settings, TorchOptions, lr_find
 
-SWEEP = {"start_lr": 1e-4, "end_lr": 1.0, "num_steps": 12, "progress": False}
+SWEEP = {"start_lr": 1e-4, "end_lr": 1.0, "num_steps": 12, "options": TorchOptions(progress=False)}
 
 
 @pytest.fixture
@@ -74,27 +74,33 @@ def test_non_int_steps(setup: Setup) -> None:
     expect_error(setup, TypeError, "num_steps must be an int", num_steps=12.5)
 
 
+def test_unknown_schedule() -> None:
+    with pytest.raises(ValueError, match=re.escape("unknown schedule 'cosine'")):
+        Settings(schedule="cosine")
+
+
 @pytest.mark.parametrize(
-    ("option", "value", "message"),
+    ("settings", "message"),
     [
-        ("schedule", "cosine", "unknown schedule 'cosine'"),
-        ("preset", "keras", "unknown preset 'keras'"),
-        ("method", "best", "unknown suggestion method 'best'"),
-        ("methods", ["valley", "nope"], "unknown suggestion method 'nope'"),
+        pytest.param("keras", "unknown preset 'keras'", id="preset"),
+        pytest.param(Settings(method="best"), "unknown suggestion method 'best'", id="method"),
+        pytest.param(
+            Settings(methods=("valley", "nope")), "unknown suggestion method 'nope'", id="methods"
+        ),
     ],
 )
-def test_unknown_names(setup: Setup, option: str, value: Any, message: str) -> None:
-    expect_error(setup, ValueError, re.escape(message), **{option: value})
+def test_unknown_names(setup: Setup, settings: Any, message: str) -> None:
+    """Method names are checked against the registry when lr_find starts."""
+    expect_error(setup, ValueError, re.escape(message), settings=settings)
 
 
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [("beta", 1.0, "beta must be in"), ("diverge_factor", 1.0, "diverge_factor must be > 1")],
 )
-def test_bad_smoothing_and_stop_settings(
-    setup: Setup, option: str, value: float, message: str
-) -> None:
-    expect_error(setup, ValueError, message, **{option: value})
+def test_bad_smoothing_and_stop_settings(option: str, value: float, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Settings(**{option: value})
 
 
 # ---------------------------------------------------------------- data and loss
@@ -163,7 +169,9 @@ def test_empty_val_data(setup: Setup) -> None:
 
 def test_val_every_beyond_the_sweep_is_rejected_up_front(setup: Setup) -> None:
     """With val_every > num_steps no point can ever be recorded: say so before sweeping."""
-    expect_error(setup, ValueError, "val_every", val_data=setup.data[:2], val_every=13)
+    expect_error(
+        setup, ValueError, "val_every", val_data=setup.data[:2], settings=Settings(val_every=13)
+    )
 
 
 # ---------------------------------------------------------------- options
@@ -177,17 +185,40 @@ def test_val_every_beyond_the_sweep_is_rejected_up_front(setup: Setup) -> None:
         ("accumulation_steps", 1.5, TypeError, "accumulation_steps must be an int"),
         ("accumulation_steps", 2.0, TypeError, "accumulation_steps must be an int"),
         ("accumulation_steps", True, TypeError, "accumulation_steps must be an int"),
-        ("sync_every", 0, ValueError, "sync_every must be an int >= 1"),
         ("val_every", 0, ValueError, "val_every must be an int >= 1"),
         ("val_batches", 0, ValueError, "val_batches must be an int >= 1"),
+    ],
+)
+def test_bad_settings(option: str, value: Any, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        Settings(**{option: value})
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "error", "message"),
+    [
+        ("sync_every", 0, ValueError, "sync_every must be an int >= 1"),
         ("max_grad_norm", -1.0, ValueError, "max_grad_norm must be a finite number > 0"),
         ("snapshot", "cloud", ValueError, "unknown snapshot 'cloud'"),
     ],
 )
-def test_bad_options(
-    setup: Setup, option: str, value: Any, error: type[Exception], message: str
-) -> None:
-    expect_error(setup, error, message, **{option: value})
+def test_bad_options(option: str, value: Any, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        TorchOptions(**{option: value})
+
+
+def test_options_of_the_wrong_type(setup: Setup) -> None:
+    expect_error(
+        setup, TypeError, "options must be lrfind_torch.TorchOptions", options={"progress": False}
+    )
+
+
+def test_num_steps_is_rejected_in_independent_mode(setup: Setup) -> None:
+    """Independent mode's grid is Settings(independent_lrs=..., steps_per_lr=...)."""
+    expect_error(
+        setup, ValueError, "num_steps is the length of a classic sweep", mode="independent",
+        num_steps=12,
+    )
 
 
 @pytest.mark.parametrize("which", ["both", "neither"])
@@ -207,8 +238,34 @@ def test_loss_fn_not_callable(setup: Setup) -> None:
     expect_error(setup, TypeError, "loss_fn must be callable", loss_fn="cross_entropy")
 
 
+def test_loss_fn_given_as_a_class(setup: Setup) -> None:
+    expect_error(
+        setup, TypeError, r"loss_fn is the class CrossEntropyLoss.*CrossEntropyLoss\(\)",
+        loss_fn=nn.CrossEntropyLoss,
+    )
+
+
+def test_plot_path_in_a_missing_folder_is_rejected_before_any_step(
+    setup: Setup, tmp_path: Any
+) -> None:
+    calls = []
+
+    def counting_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return cross_entropy(output, target)
+
+    expect_error(
+        setup, ValueError, "plot_path .*does not exist", loss_fn=counting_loss,
+        plot_path=tmp_path / "missing" / "lr_find.png",
+    )
+    assert calls == []
+
+
 def test_device_mismatch(setup: Setup) -> None:
-    expect_error(setup, ValueError, "device=cuda but the model is on cpu", device="cuda")
+    expect_error(
+        setup, ValueError, "device=cuda but the model is on cpu",
+        options=TorchOptions(progress=False, device="cuda"),
+    )
 
 
 # ---------------------------------------------------------------- model and optimizer
@@ -279,4 +336,4 @@ def test_loss_errors_found_mid_sweep_restore_batchnorm_statistics(
 
     assert any("running_mean" in name for name, _ in cnn.model.named_buffers())
     expect_error(cnn, ValueError, "loss_fn must return a scalar loss", loss_fn=per_sample,
-                 accumulation_steps=accumulation_steps)
+                 settings=Settings(accumulation_steps=accumulation_steps))

@@ -1,4 +1,4 @@
-"""preset="torch-lr-finder" reproduces torch-lr-finder 0.2.2's range_test."""
+"""settings="torch-lr-finder" reproduces torch-lr-finder 0.2.2's range_test."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torch_helpers import FEATURES
 
-from lrfind_torch import lr_find
+from lrfind_torch import TorchOptions, lr_find
 
 NUM_ITER = 60
 START_LR = 1e-5
@@ -65,8 +65,8 @@ def test_matches_torch_lr_finder(make_optimizer: Any) -> None:
     ours_model = copy.deepcopy(model)
     result = lr_find(
         ours_model, make_optimizer(ours_model.parameters()), loader,
-        loss_fn=nn.functional.mse_loss, preset="torch-lr-finder", start_lr=START_LR,
-        end_lr=10, num_steps=NUM_ITER, progress=False,
+        loss_fn=nn.functional.mse_loss, settings="torch-lr-finder", start_lr=START_LR,
+        end_lr=10, num_steps=NUM_ITER, options=TorchOptions(progress=False),
     )
 
     # The setup diverges before the end, so the stop rules are compared too.
@@ -77,7 +77,7 @@ def test_matches_torch_lr_finder(make_optimizer: Any) -> None:
     # Same formula; numpy's vectorised pow and Python's pow may differ in the last bit.
     np.testing.assert_allclose(result.lrs, history["lr"], rtol=1e-15, atol=0)
     np.testing.assert_array_equal(result.smoothed_losses, history["loss"])  # bit for bit
-    assert result.config.default_method == "steep"
+    assert result.settings.method == "steep"
 
 
 def test_plain_adam_differs_from_torch_lr_finder_only_by_float32_lr_rounding() -> None:
@@ -99,8 +99,8 @@ def test_plain_adam_differs_from_torch_lr_finder_only_by_float32_lr_rounding() -
         finder.range_test(loader, start_lr=START_LR, end_lr=10, num_iter=NUM_ITER)
     result = lr_find(
         ours_model, torch.optim.Adam(ours_model.parameters(), lr=1e-3), loader,
-        loss_fn=nn.functional.mse_loss, preset="torch-lr-finder", start_lr=START_LR,
-        end_lr=10, num_steps=NUM_ITER, progress=False,
+        loss_fn=nn.functional.mse_loss, settings="torch-lr-finder", start_lr=START_LR,
+        end_lr=10, num_steps=NUM_ITER, options=TorchOptions(progress=False),
     )
     assert len(result.lrs) == len(finder.history["loss"])
     relative = np.abs(result.smoothed_losses / np.asarray(finder.history["loss"]) - 1.0)

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch_helpers import batches, cross_entropy, tiny_mlp
 
-from lrfind_torch import lr_find
+from lrfind_torch import TorchOptions, lr_find
 
 
 def run(progress: bool) -> None:
@@ -16,7 +16,7 @@ def run(progress: bool) -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     lr_find(
         model, optimizer, batches(12), loss_fn=cross_entropy, start_lr=1e-4, end_lr=1.0,
-        num_steps=12, progress=progress,
+        num_steps=12, options=TorchOptions(progress=progress),
     )
 
 

@@ -18,15 +18,17 @@ from torch_helpers import (
     batches,
     capture,
     cross_entropy,
+    keywords,
     make_setup,
 )
 
-from lrfind_torch import lr_find
+from lrfind_torch import TorchOptions, lr_find
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 MODELS = ("mlp", "cnn")
 VARIANTS = ("plain", "param_groups", "accumulation", "grad_scaler")
-SWEEP = {"start_lr": 1e-4, "end_lr": 1.0, "num_steps": 12, "progress": False}
+RANGE = {"start_lr": 1e-4, "end_lr": 1.0, "num_steps": 12}
+SWEEP = {**RANGE, "options": TorchOptions(progress=False)}
 
 
 def loss_drawing_from_every_rng(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -66,11 +68,11 @@ def test_restore_matrix(optimizer_name: str, model_name: str, variant: str) -> N
     before = capture(setup.model, setup.optimizer, setup.scaler)
 
     result = lr_find(
-        setup.model, setup.optimizer, setup.data, loss_fn=loss_drawing_from_every_rng, **SWEEP,
-        **setup.options,
+        setup.model, setup.optimizer, setup.data, loss_fn=loss_drawing_from_every_rng,
+        **RANGE, **keywords(**setup.options),
     )
 
-    assert result.meta["steps_run"] >= 1
+    assert result.meta["steps_trained"] >= 1
     assert len(result.lrs) >= 1
     assert_restored(before, setup.model, setup.optimizer, setup.scaler)
 
@@ -103,6 +105,40 @@ def test_fresh_scheduler_still_sees_no_optimizer_step() -> None:
         scheduler.step()
 
 
+@pytest.mark.parametrize("train_mode", [True, False])
+def test_train_mode_false_keeps_eval_batchnorm_frozen_and_restores_the_mode(
+    train_mode: bool,
+) -> None:
+    """TorchOptions(train_mode=False) runs the steps in the modes the user set: a
+    BatchNorm in eval() never updates its running statistics. The default puts the
+    model in train mode, so the statistics move (this is what makes the test fail
+    if train_mode=False were ignored). Either way the modes come back."""
+    setup = make_setup("sgd", "cnn", "plain")
+    setup.model.eval()
+    bn = setup.model[1]
+    initial_mean = bn.running_mean.clone()
+    before = capture(setup.model, setup.optimizer)
+    seen: list[tuple[bool, torch.Tensor]] = []
+
+    def step_fn(model: nn.Module, batch: Any) -> torch.Tensor:
+        loss = cross_entropy(model(batch[0]), batch[1])
+        seen.append((bn.training, bn.running_mean.clone()))  # after this step's forward
+        return loss
+
+    result = lr_find(
+        setup.model, setup.optimizer, setup.data, step_fn=step_fn,
+        options=TorchOptions(progress=False, train_mode=train_mode), **RANGE,
+    )
+
+    assert len(seen) == 12
+    assert result.meta["train_mode"] is train_mode
+    assert all(training is train_mode for training, _ in seen)
+    frozen = [torch.equal(mean, initial_mean) for _, mean in seen]
+    assert frozen == [not train_mode] * 12
+    assert not setup.model.training and not bn.training
+    assert_restored(before, setup.model, setup.optimizer)
+
+
 # ---------------------------------------------------------------- failures
 
 
@@ -112,6 +148,10 @@ class Boom(Exception):
 
 def failing_setup() -> Setup:
     return make_setup("adam", "cnn", "param_groups")
+
+
+def disk_or_memory(snapshot: str, folder: Any) -> TorchOptions:
+    return TorchOptions(progress=False, snapshot=snapshot, snapshot_dir=folder)
 
 
 @pytest.mark.parametrize("snapshot", ["memory", "disk"])
@@ -130,7 +170,7 @@ def test_exception_from_loss_fn_propagates_and_restores(snapshot: str, tmp_path:
     with pytest.raises(Boom) as raised:
         lr_find(
             setup.model, setup.optimizer, setup.data, loss_fn=loss_fn,
-            snapshot=snapshot, snapshot_dir=tmp_path, **SWEEP,
+            options=disk_or_memory(snapshot, tmp_path), **RANGE,
         )
     assert raised.value is error
     assert len(calls) == 6  # it failed mid-sweep, after 5 real steps
@@ -156,7 +196,7 @@ def test_keyboard_interrupt_from_step_fn_propagates_and_restores(
     with pytest.raises(KeyboardInterrupt):
         lr_find(
             setup.model, setup.optimizer, setup.data, step_fn=step_fn,
-            snapshot=snapshot, snapshot_dir=tmp_path, **SWEEP,
+            options=disk_or_memory(snapshot, tmp_path), **RANGE,
         )
     assert len(calls) == 5
     assert_restored(before, setup.model, setup.optimizer)
@@ -177,8 +217,8 @@ def test_nan_loss_at_step_zero_stops_and_restores() -> None:
     assert len(result.lrs) == 1
     assert math.isnan(result.losses[0])
     assert result.suggestion is None
-    assert set(result.suggestions) == set(result.config.methods)
-    assert all(lr is None for lr in result.suggestions.values())
+    assert set(result.suggestions) == set(result.settings.methods)
+    assert all(detail.lr is None for detail in result.suggestions.values())
     assert_restored(before, setup.model, setup.optimizer)
 
 
@@ -194,7 +234,7 @@ def test_disk_snapshot_restores_and_deletes_its_file(tmp_path: Any) -> None:
 
     result = lr_find(
         setup.model, setup.optimizer, setup.data, step_fn=step_fn,
-        snapshot="disk", snapshot_dir=tmp_path, **SWEEP,
+        options=disk_or_memory("disk", tmp_path), **RANGE,
     )
 
     assert result.meta["snapshot"] == "disk"
@@ -212,7 +252,7 @@ def test_disk_and_memory_snapshots_give_the_same_result(tmp_path: Any) -> None:
     in_memory = lr_find(memory.model, memory.optimizer, memory.data, loss_fn=cross_entropy, **SWEEP)
     on_disk = lr_find(
         disk.model, disk.optimizer, disk.data, loss_fn=cross_entropy,
-        snapshot="disk", snapshot_dir=tmp_path, **SWEEP,
+        options=disk_or_memory("disk", tmp_path), **RANGE,
     )
     np.testing.assert_array_equal(in_memory.losses, on_disk.losses)
     assert_models_equal(memory.model, disk.model)
@@ -296,7 +336,8 @@ def test_restore_also_restores_a_gan_discriminator_and_its_optimizer() -> None:
 
     result = lr_find(
         generator, g_optimizer, real, step_fn=gan_step_fn(discriminator, d_optimizer),
-        restore_also=[discriminator, d_optimizer], **SWEEP,
+        options=TorchOptions(progress=False, restore_also=[discriminator, d_optimizer]),
+        **RANGE,
     )
 
     assert len(result.lrs) >= 2
@@ -321,7 +362,8 @@ def test_restore_also_module_keeps_grads_and_objects() -> None:
 
     lr_find(
         generator, g_optimizer, real, step_fn=gan_step_fn(discriminator, d_optimizer),
-        restore_also=[discriminator, d_optimizer], **SWEEP,
+        options=TorchOptions(progress=False, restore_also=[discriminator, d_optimizer]),
+        **RANGE,
     )
 
     assert_restored(before_d, discriminator, d_optimizer, check_rng=False)
@@ -333,6 +375,6 @@ def test_restore_also_rejects_objects_without_state_dict() -> None:
     with pytest.raises(TypeError, match="restore_also items need state_dict"):
         lr_find(
             setup.model, setup.optimizer, setup.data, loss_fn=cross_entropy,
-            restore_also=[object()], **SWEEP,
+            options=TorchOptions(progress=False, restore_also=[object()]), **RANGE,
         )
     assert_restored(before, setup.model, setup.optimizer)

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from lrfind_core import LRFindResult, exponential_schedule
-from lrfind_torch import one_cycle_scheduler
+from lrfind_core import LRFindResult
+from lrfind_core.schedules import exponential_schedule
+from lrfind_torch import TorchOptions, one_cycle_scheduler
 
 LRS = exponential_schedule(1e-6, 10.0, 100)
 STEPS = np.arange(100, dtype=np.float64)
@@ -64,13 +65,13 @@ def test_lr_find_suggests_for_the_schedule_it_is_asked_for():
             num_steps=40,
             start_lr=1e-4,
             end_lr=10.0,
-            progress=False,
+            options=TorchOptions(progress=False),
             **options,
         )
 
     constant, default = run(for_schedule="constant"), run()
-    assert constant.config.for_schedule == "constant"
-    assert default.config.for_schedule == "one_cycle"
+    assert constant.settings.for_schedule == "constant"
+    assert default.settings.for_schedule == "one_cycle"
     np.testing.assert_array_equal(constant.losses, default.losses)
     assert constant.suggestion == default.suggest(for_schedule="constant").lr
     assert constant.suggestion < default.suggestion

@@ -8,6 +8,7 @@ model, optimizer, scaler and the RNGs against it, bit for bit.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import random
 from collections.abc import Callable, Iterable, Sequence
@@ -17,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from lrfind_torch import Settings, TorchOptions
 
 NUM_CLASSES = 3
 FEATURES = 6
@@ -65,6 +68,28 @@ def cross_entropy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def f32(value: float) -> float:
     """``value`` rounded to float32, as lrfind applies LRs."""
     return float(np.float32(value))
+
+
+# lr_find's own keywords that are also Settings fields (they override settings=).
+CALL_SETTINGS = ("mode", "for_schedule", "start_lr", "end_lr", "num_steps", "training_steps",
+                 "budget_steps")
+SETTINGS_FIELDS = {field.name for field in dataclasses.fields(Settings)} - set(CALL_SETTINGS)
+OPTION_FIELDS = {field.name for field in dataclasses.fields(TorchOptions)}
+
+
+def keywords(**flat: Any) -> dict[str, Any]:
+    """``lr_find`` keywords from one flat dict: Settings fields (other than lr_find's
+    own keywords) go into ``settings=Settings(...)``, TorchOptions fields into
+    ``options=TorchOptions(...)`` (with ``progress=False`` unless given), the rest
+    stay as they are."""
+    settings = {key: flat.pop(key) for key in list(flat) if key in SETTINGS_FIELDS}
+    options = {key: flat.pop(key) for key in list(flat) if key in OPTION_FIELDS}
+    if settings:
+        assert "settings" not in flat, "pass Settings fields or settings=, not both"
+        flat["settings"] = Settings(**settings)
+    assert "options" not in flat, "pass TorchOptions fields, not options="
+    flat["options"] = TorchOptions(**{"progress": False, **options})
+    return flat
 
 
 # ---------------------------------------------------------------- a model mid-training
