@@ -17,21 +17,27 @@ class BatchSource:
     """Endless batches from ``data``.
 
     A re-iterable (a DataLoader, a list, any Iterable that is not an Iterator) is
-    iterated again when it runs out, with one notice. A one-shot iterator (a
-    generator, ``iter(loader)``) cannot be replayed: :class:`DataExhausted` is
-    raised when it runs out, and the sweep ends there. Data that yields nothing
-    raises ``ValueError``.
+    iterated again when it runs out, with one notice (with ``cycle=False`` it ends
+    after one pass instead). A one-shot iterator (a generator, ``iter(loader)``)
+    cannot be replayed: :class:`DataExhausted` is raised when it runs out, and the
+    sweep ends there. Data that yields nothing raises ``ValueError``.
 
     Notices for the user are appended to ``notices``; the backend warns with them
     once the sweep is over, so the warning points at the user's call.
     """
 
-    def __init__(self, data: Iterable[Any], name: str, notices: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        data: Iterable[Any],
+        name: str,
+        notices: list[str] | None = None,
+        cycle: bool = True,
+    ) -> None:
         if not isinstance(data, Iterable) or isinstance(data, str | bytes):
             raise TypeError(f"{name} must be an iterable of batches, got {type(data).__name__}")
         self._data = data
         self.name = name
-        self._one_shot = isinstance(data, Iterator)
+        self._one_shot = isinstance(data, Iterator) or not cycle
         self._iterator = iter(data)
         self.produced = 0
         self.cycled = False
@@ -44,6 +50,7 @@ class BatchSource:
             if self.produced == 0:
                 raise ValueError(f"{self.name} is empty: it yielded no batch") from None
             if self._one_shot:
+                self._iterator = iter(())
                 raise DataExhausted(f"{self.name} ran out after {self.produced} batches") from None
             if not self.cycled:
                 self.notices.append(

@@ -16,7 +16,7 @@ import numpy as np
 
 from lrfind_core.aggregation import end_losses, median_curve, pad_curves, score_stop
 from lrfind_core.arguments import check_choice, check_curve
-from lrfind_core.records import IndependentRuns, SweepEnsemble
+from lrfind_core.records import IndependentRuns, SearchRecord, SweepEnsemble
 from lrfind_core.schedule_aware import curve_kind, for_schedule
 from lrfind_core.settings import FOR_SCHEDULES, Settings
 from lrfind_core.smoothing import ewa_smooth
@@ -230,6 +230,14 @@ def judge_runs(
     return judge_sweeps(lrs, curves, settings, planned_points=len(lrs), runs=record)
 
 
+def search_suggestion(lrs: np.ndarray, search: SearchRecord) -> Suggestion:
+    """The search's choice as a suggestion (indexed at the nearest point of the sweep)."""
+    if search.lr is None:
+        return Suggestion("search", None, None, search.reason, None, search.schedule)
+    index = int(np.argmin(np.abs(np.log(lrs) - np.log(search.lr))))
+    return Suggestion("search", search.lr, index, search.reason, None, search.schedule)
+
+
 __all__ = [
     "COMPLETED",
     "ENDED_EARLY",
@@ -238,6 +246,7 @@ __all__ = [
     "judge_curve",
     "judge_runs",
     "judge_sweeps",
+    "search_suggestion",
     "smooth",
     "suggest_on",
 ]

@@ -28,9 +28,10 @@ def _user_stacklevel() -> int:
 
 
 def warn_user(messages: list[str], category: type[Warning] = UserWarning) -> None:
-    """Warn with each message, pointing at the user's call."""
+    """Warn with each message once (a notice of several plans comes once), pointing at
+    the user's call."""
     level = _user_stacklevel()
-    for message in messages:
+    for message in dict.fromkeys(messages):
         warnings.warn(message, category, stacklevel=level)
 
 

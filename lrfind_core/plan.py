@@ -27,6 +27,9 @@ from lrfind_core.aggregation import end_losses, score_stop
 from lrfind_core.monitor import MonitorSettings
 from lrfind_core.settings import Settings
 
+SWEEP_VAL_BATCHES = 8
+"""Validation batches averaged for a sweep's point, unless ``val_batches`` is set."""
+
 
 @dataclass(frozen=True)
 class RunPlan:
@@ -49,6 +52,17 @@ class RunPlan:
         made so far fire the stop rule (:func:`curve_finished`), a backend that
         makes runs one after another may skip the rest of that curve.
       average_last: steps whose mean loss scores a run, for ``skip_after_stop``.
+      target: None when ``lrs`` are the LRs to apply; else the schedule each run
+        trains under, built with the framework's own implementation over the run's
+        ``num_steps``: ``"one_cycle"`` (torch's ``OneCycleLR``, optax's
+        ``cosine_onecycle_schedule``, each with its defaults) peaking at the run's
+        LR in ``lrs[r, 0]``, or ``"constant"`` (``lrs`` as they are).
+      data_start: micro-batch position where curve 0's data begins.
+      val_from_train: with ``val_every``, the validation batches are the first
+        ``val_from_train`` micro-batches of the training data (held out: the runs
+        read from ``data_start`` on, after them) instead of the validation data.
+      keep_data: later plans of the same call read the same batches again, so a
+        backend that draws batches from an iterator keeps them.
     """
 
     lrs: np.ndarray
@@ -60,6 +74,10 @@ class RunPlan:
     val_batches: int = 0
     skip_after_stop: bool = False
     average_last: int = 1
+    target: str | None = None
+    data_start: int = 0
+    val_from_train: int = 0
+    keep_data: bool = False
 
     @property
     def num_runs(self) -> int:
@@ -83,8 +101,18 @@ class RunPlan:
 
     @property
     def replays_data(self) -> bool:
-        """Whether several runs read the same block of data."""
-        return len(np.unique(self.curves)) < self.num_runs
+        """Whether a backend that draws batches from an iterator must keep them:
+        several runs read the same block, or later plans read them again."""
+        return self.keep_data or len(np.unique(self.curves)) < self.num_runs
+
+    def block_start(self, run: int) -> int:
+        """The micro-batch position where run ``run``'s data begins."""
+        return self.data_start + int(self.curves[run]) * self.block_batches
+
+    @property
+    def batches_read(self) -> int:
+        """Micro-batch positions the plan reads: held-out validation and every block."""
+        return self.data_start + self.num_curves * self.block_batches
 
     def is_point(self, step: int) -> bool:
         """Whether optimizer step ``step`` (0-based) adds a point to its run's curve."""
@@ -116,7 +144,7 @@ def plan_sweeps(settings: Settings, validation: bool = False) -> RunPlan:
         accumulation_steps=settings.accumulation_steps,
         stop=monitor_of(settings),
         val_every=settings.val_every if validation else None,
-        val_batches=settings.val_batches if validation else 0,
+        val_batches=(settings.val_batches or SWEEP_VAL_BATCHES) if validation else 0,
     )
 
 

@@ -133,3 +133,102 @@ class IndependentRuns:
         )
 
     __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(eq=False)
+class SearchRecord:
+    """What a search measured and chose (``mode="search"``).
+
+    Attributes:
+      schedule: the schedule every candidate trained under (``"one_cycle"`` or
+        ``"constant"``), compressed to the candidate's horizon.
+      training_steps: the planned training's length, in optimizer steps.
+      budget_steps: the most optimizer steps the search could train.
+      lrs, horizons, rungs, scores: per candidate run, its LR (a one-cycle peak, or
+        the constant LR), its length in optimizer steps, its rung (0 first) and its
+        validation loss at the end (+inf when it diverged).
+      lr: the chosen LR, for ``schedule`` over ``training_steps``.
+      near_best: the LRs ``(low, high)`` of the final rung whose score is within
+        ``tolerance`` of its best, widened to the chosen LR.
+      tolerance: the relative score gap that counts as "as good" (0.02: 2%).
+      reason: how the LR was chosen.
+      sweep_steps: optimizer steps of the bracketing sweep.
+      held_out_batches: training micro-batches held out as validation data (0
+        when ``val_data`` was given).
+    """
+
+    schedule: str
+    training_steps: int
+    budget_steps: int
+    lrs: np.ndarray
+    horizons: np.ndarray
+    rungs: np.ndarray
+    scores: np.ndarray
+    lr: float | None
+    near_best: tuple[float, float] | None
+    tolerance: float
+    reason: str
+    sweep_steps: int
+    held_out_batches: int = 0
+
+    @property
+    def steps_trained(self) -> int:
+        """Optimizer steps the candidates trained (the sweep not included)."""
+        return int(np.sum(self.horizons))
+
+    def rung(self, number: int) -> tuple[np.ndarray, np.ndarray]:
+        """The LRs and scores of rung ``number``, in LR order."""
+        chosen = self.rungs == number
+        order = np.argsort(self.lrs[chosen])
+        return self.lrs[chosen][order], self.scores[chosen][order]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready plain data."""
+        return {
+            "schedule": self.schedule,
+            "training_steps": self.training_steps,
+            "budget_steps": self.budget_steps,
+            "lrs": encode_floats(self.lrs),
+            "horizons": [int(h) for h in self.horizons],
+            "rungs": [int(r) for r in self.rungs],
+            "scores": encode_floats(self.scores),
+            "lr": None if self.lr is None else encode_floats([self.lr])[0],
+            "near_best": None if self.near_best is None else encode_floats(self.near_best),
+            "tolerance": self.tolerance,
+            "reason": self.reason,
+            "sweep_steps": self.sweep_steps,
+            "held_out_batches": self.held_out_batches,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchRecord:
+        """Inverse of :meth:`to_dict`."""
+        near = data["near_best"]
+        return cls(
+            schedule=data["schedule"],
+            training_steps=int(data["training_steps"]),
+            budget_steps=int(data["budget_steps"]),
+            lrs=decode_floats(data["lrs"]),
+            horizons=np.asarray(data["horizons"], dtype=np.int64),
+            rungs=np.asarray(data["rungs"], dtype=np.int64),
+            scores=decode_floats(data["scores"]),
+            lr=None if data["lr"] is None else float(decode_floats([data["lr"]])[0]),
+            near_best=None if near is None else tuple(decode_floats(near).tolist()),
+            tolerance=float(data["tolerance"]),
+            reason=data["reason"],
+            sweep_steps=int(data["sweep_steps"]),
+            held_out_batches=int(data.get("held_out_batches", 0)),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SearchRecord):
+            return NotImplemented
+        arrays = ("lrs", "horizons", "rungs", "scores")
+        plain = ("schedule", "training_steps", "budget_steps", "lr", "near_best", "tolerance",
+                 "reason", "sweep_steps", "held_out_batches")
+        return all(
+            np.array_equal(getattr(self, name), getattr(other, name), equal_nan=True)
+            for name in arrays
+        ) and all(getattr(self, name) == getattr(other, name) for name in plain)
+
+    __hash__ = None  # type: ignore[assignment]

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from lrfind_core import judging, result_file
-from lrfind_core.records import IndependentRuns, SweepEnsemble
+from lrfind_core.records import IndependentRuns, SearchRecord, SweepEnsemble
 from lrfind_core.settings import Settings, resolve_settings
 from lrfind_core.suggestion import Suggestion
 
@@ -42,6 +42,9 @@ class LRFindResult:
       ensemble: with ``num_sweeps > 1``, every curve, their band and the spread of
         their suggestions; the fields above then describe the median curve.
       runs: in independent mode, every short run's losses.
+      search: in search mode, every candidate, its score and the choice; the curve
+        fields then describe the bracketing sweep, and ``suggestion`` is the
+        search's LR.
     """
 
     lrs: np.ndarray
@@ -55,24 +58,35 @@ class LRFindResult:
     meta: dict[str, Any] = field(default_factory=dict)
     ensemble: SweepEnsemble | None = None
     runs: IndependentRuns | None = None
+    search: SearchRecord | None = None
 
     @classmethod
     def from_judgement(
-        cls, judgement: judging.Judgement, settings: Settings, meta: dict[str, Any] | None = None
+        cls,
+        judgement: judging.Judgement,
+        settings: Settings,
+        meta: dict[str, Any] | None = None,
+        search: SearchRecord | None = None,
     ) -> LRFindResult:
-        """A result from a :class:`~lrfind_core.judging.Judgement` and the run facts."""
+        """A result from a :class:`~lrfind_core.judging.Judgement`, the run facts and,
+        in search mode, the search's record (its LR becomes ``suggestions["search"]``)."""
+        suggestions = judgement.suggestions
+        if search is not None:
+            suggestions = {"search": judging.search_suggestion(judgement.lrs, search),
+                           **suggestions}
         return cls(
             lrs=judgement.lrs,
             losses=judgement.losses,
             smoothed_losses=judgement.smoothed_losses,
             stop_step=judgement.stop_step,
             stop_reason=judgement.stop_reason,
-            suggestions=judgement.suggestions,
+            suggestions=suggestions,
             settings=settings,
             planned_points=judgement.planned_points,
             meta=dict(meta or {}),
             ensemble=judgement.ensemble,
             runs=judgement.runs,
+            search=search,
         )
 
     @classmethod
@@ -111,9 +125,9 @@ class LRFindResult:
 
     @property
     def suggestion(self) -> float | None:
-        """The LR of ``settings.method``'s suggestion for ``settings.for_schedule``."""
-        detail = self.suggestions.get(self.settings.method)
-        return None if detail is None else detail.lr
+        """The LR to use: the search's in search mode, else ``settings.method``'s
+        suggestion for ``settings.for_schedule``."""
+        return self.suggest().lr
 
     def suggest(self, method: str | None = None, for_schedule: str | None = None) -> Suggestion:
         """The suggestion of ``method`` for ``for_schedule``.
@@ -122,8 +136,16 @@ class LRFindResult:
         ``"one_cycle"`` (a one-cycle peak LR), ``"constant"``, ``"curve"`` (as read
         off the curve); see :mod:`lrfind_core.schedule_aware`.
         """
-        method = self.settings.method if method is None else method
         schedule = self.settings.for_schedule if for_schedule is None else for_schedule
+        if self.search is not None and method in (None, "search"):
+            if schedule == self.search.schedule:
+                return self.suggestions["search"]
+            if method == "search":
+                raise ValueError(
+                    f"the search measured {self.search.schedule!r} runs; for {schedule!r} "
+                    "run the search again with that for_schedule"
+                )
+        method = self.settings.method if method is None else method
         if method in self.suggestions and schedule == self.settings.for_schedule:
             return self.suggestions[method]
         return judging.suggest_on(
@@ -198,15 +220,16 @@ class LRFindResult:
                 "meta",
                 "ensemble",
                 "runs",
+                "search",
             )
         )
 
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        shown = self.suggestion
-        lr = "None" if shown is None else f"{shown:.3g}"
+        detail = self.suggest()
+        lr = "None" if detail.lr is None else f"{detail.lr:.3g}"
         return (
             f"LRFindResult(points={len(self.lrs)}, stop_reason={self.stop_reason!r}, "
-            f"suggestion={lr} ({self.settings.method}, for {self.settings.for_schedule}))"
+            f"suggestion={lr} ({detail.method}, for {detail.for_schedule}))"
         )

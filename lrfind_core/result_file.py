@@ -20,7 +20,7 @@ import os
 import tempfile
 from typing import Any
 
-from lrfind_core.records import IndependentRuns, SweepEnsemble
+from lrfind_core.records import IndependentRuns, SearchRecord, SweepEnsemble
 from lrfind_core.serialization import (
     decode_floats,
     decode_optional_float,
@@ -64,6 +64,7 @@ def encode_result(result: Any) -> dict[str, Any]:
         "meta": result.meta,
         "ensemble": None if result.ensemble is None else result.ensemble.to_dict(),
         "runs": None if result.runs is None else result.runs.to_dict(),
+        "search": None if result.search is None else result.search.to_dict(),
     }
 
 
@@ -126,6 +127,9 @@ def decode_result(data: Any, source: str = "result") -> dict[str, Any]:
             if data.get("ensemble") is None
             else SweepEnsemble.from_dict(data["ensemble"]),
             "runs": None if data.get("runs") is None else IndependentRuns.from_dict(data["runs"]),
+            "search": None
+            if data.get("search") is None
+            else SearchRecord.from_dict(data["search"]),
         }
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise ValueError(

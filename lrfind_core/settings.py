@@ -45,7 +45,7 @@ from lrfind_core.arguments import (
 from lrfind_core.schedules import SCHEDULES, make_schedule
 
 DEFAULT_METHODS = ("valley", "steep", "minimum", "slide")
-MODES = ("sweep", "independent")
+MODES = ("sweep", "independent", "search")
 FOR_SCHEDULES = ("one_cycle", "constant", "curve")
 """What a suggested LR is for: a one-cycle peak, a constant LR, or the LR as read
 off the curve (``"curve"``, fastai's and torch-lr-finder's meaning)."""
@@ -76,9 +76,11 @@ class Settings:
       skip_end: points trimmed at the end before suggesting.
 
     Modes:
-      mode: ``"sweep"`` (the classic range test: the LR rises every step) or
+      mode: ``"sweep"`` (the classic range test: the LR rises every step),
         ``"independent"`` (one short run per LR of a grid, each from the same
-        start on the same batches).
+        start on the same batches) or ``"search"`` (candidate runs under the target
+        schedule, judged on validation loss, within ``budget_steps``; see
+        :mod:`lrfind_core.search`).
       num_sweeps: curves to record, each from the same start on the next batches
         with its own seed; K > 1 adds a band and the spread of the suggestions,
         and the suggestion comes from the median curve.
@@ -93,7 +95,8 @@ class Settings:
       accumulation_steps: micro-batches per optimizer step (the LR advances once
         per optimizer step; the recorded loss is the micro-batch mean).
       val_every: with validation data, a curve point every ``val_every`` steps.
-      val_batches: validation batches averaged for each point.
+      val_batches: validation batches averaged for each point (None: 8 for a
+        sweep's points, 32 for a search candidate's score).
 
     The planned training (search mode):
       training_steps: optimizer steps of the training the LR is for.
@@ -122,7 +125,7 @@ class Settings:
     average_last: int = 5
     accumulation_steps: int = 1
     val_every: int = 1
-    val_batches: int = 8
+    val_batches: int | None = None
     training_steps: int | None = None
     budget_steps: int | None = None
     preset: str = "lrfind"
@@ -164,10 +167,22 @@ class Settings:
             )
         check_int("accumulation_steps", self.accumulation_steps, minimum=1)
         check_int("val_every", self.val_every, minimum=1)
-        check_int("val_batches", self.val_batches, minimum=1)
+        if self.val_batches is not None:
+            check_int("val_batches", self.val_batches, minimum=1)
         for name in ("training_steps", "budget_steps"):
             if getattr(self, name) is not None:
                 check_int(name, getattr(self, name), minimum=1)
+        if self.mode == "search":
+            if self.training_steps is None:
+                raise ValueError(
+                    "mode='search' needs training_steps: the length of the training the LR "
+                    "is for (a one-cycle needs its length; a constant LR its horizon)"
+                )
+            if self.for_schedule not in ("one_cycle", "constant"):
+                raise ValueError(
+                    f"mode='search' trains its candidates under for_schedule: 'one_cycle' or "
+                    f"'constant', got {self.for_schedule!r}"
+                )
         if not isinstance(self.preset, str):
             raise TypeError(f"preset must be a string, got {self.preset!r}")
 

@@ -14,6 +14,7 @@ A backend provides (as optax composes ``init``/``update``):
 * ``run(plan, notices) -> RunRecord``: make the planned runs, each from the
   initial state, and record raw losses (:mod:`lrfind_core.plan`);
 * ``facts()``: backend-only facts for ``result.meta``, asked after the session;
+* ``num_batches()``: batches in one pass of the training data, if known;
 * ``is_main_process``: whether this process shows progress and saves the plot;
 * ``common_meta(meta)``: the meta every process returns (torch under
   ``torch.distributed``: rank 0's, so that every rank's result is the same).
@@ -22,6 +23,7 @@ A backend provides (as optax composes ``init``/``update``):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import Iterator
@@ -34,6 +36,7 @@ from lrfind_core.batch_source import is_exhausted
 from lrfind_core.notices import warn_user
 from lrfind_core.plan import RunPlan, RunRecord, plan_independent, plan_sweeps
 from lrfind_core.result import LRFindResult
+from lrfind_core.search import budget_of, run_search, sweep_steps_for
 from lrfind_core.settings import Settings, resolve_settings
 from lrfind_core.suggestion import check_method
 
@@ -58,6 +61,8 @@ class Backend(Protocol):
     def facts(self) -> dict[str, Any]: ...
 
     def common_meta(self, meta: dict[str, Any]) -> dict[str, Any]: ...
+
+    def num_batches(self) -> int | None: ...
 
 
 def call_settings(settings: Settings | str | None, **keywords: Any) -> Settings:
@@ -96,11 +101,13 @@ def check_settings(settings: Settings) -> None:
     """Checks that need the method registry or bound the work, before anything runs."""
     for method in settings.methods:
         check_method(method)
-    planned = (
-        settings.num_sweeps * settings.independent_lrs * settings.steps_per_lr
-        if settings.mode == "independent"
-        else settings.num_sweeps * settings.num_steps
-    )
+    if settings.mode == "independent":
+        planned = settings.num_sweeps * settings.independent_lrs * settings.steps_per_lr
+    elif settings.mode == "search":
+        planned = budget_of(settings)
+        sweep_steps_for(planned)  # a clear error for a budget too small
+    else:
+        planned = settings.num_sweeps * settings.num_steps
     if planned * settings.accumulation_steps > MAX_STEPS:
         raise ValueError(
             f"the settings plan {planned} optimizer steps of {settings.accumulation_steps} "
@@ -135,11 +142,21 @@ def run_finder(
     started = time.perf_counter()
     check_settings(settings)
     check_plot_path(plot_path)
-    plan = plan_for(settings, has_validation)
     notices: list[str] = []
+    search = None
+    if settings.mode != "search":
+        plan = plan_for(settings, has_validation)
     with backend.session(notices):
         run_started = time.perf_counter()
-        record = backend.run(plan, notices)
+        if settings.mode == "search":
+            outcome = run_search(lambda planned: backend.run(planned, notices), settings,
+                                 has_validation, backend.num_batches(), notices)
+            plan, record, records, search = (outcome.sweep, outcome.sweep_record,
+                                             outcome.records, outcome.search)
+            settings = dataclasses.replace(settings, num_steps=plan.num_steps)
+        else:
+            record = backend.run(plan, notices)
+            records = [record]
         run_time = time.perf_counter() - run_started
     notices += run_notices(plan, record, settings)
     judgement = judge_record(plan, record, settings)
@@ -153,14 +170,14 @@ def run_finder(
         "loss_kind": "validation" if has_validation else "train",
         "val_every": settings.val_every if has_validation else None,
         "runs": plan.num_runs,
-        "steps_trained": int(record.steps.sum()),
+        "steps_trained": sum(int(each.steps.sum()) for each in records),
         "end_reasons": record.end_reasons,
         "skipped_steps": skipped_steps(plan, record, settings),
         **backend.facts(),
         "run_time_s": run_time,
         "wall_time_s": time.perf_counter() - started,
     }
-    result = LRFindResult.from_judgement(judgement, settings, backend.common_meta(meta))
+    result = LRFindResult.from_judgement(judgement, settings, backend.common_meta(meta), search)
     warn_user(notices)
     if plot_path is not None and backend.is_main_process:
         save_plot(result, plot_path)
@@ -168,7 +185,8 @@ def run_finder(
 
 
 def run_notices(plan: RunPlan, record: RunRecord, settings: Settings) -> list[str]:
-    """What the user should hear about runs that ended early or did not train."""
+    """What the user should hear about runs that ended early or did not train (of the
+    classic sweep, the K sweeps, the independent runs or the search's sweep)."""
     notices = []
     if settings.mode == "independent":
         short = [reason for reason in record.end_reasons if is_exhausted(reason)]

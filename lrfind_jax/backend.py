@@ -96,7 +96,11 @@ class JaxBackend:
 
     @contextlib.contextmanager
     def session(self, notices: list[str]) -> Iterator[None]:
-        yield  # the runs train copies; the user's arrays are never changed
+        """Nothing to restore (the runs train copies of the user's arrays); batches
+        drawn from a sequence are kept for the call's later plans."""
+        self._sequence: BatchSequence | None = None
+        self._pulled: tuple[Any, int] | None = None
+        yield
 
     def facts(self) -> dict[str, Any]:
         return self._facts
@@ -104,12 +108,23 @@ class JaxBackend:
     def common_meta(self, meta: dict[str, Any]) -> dict[str, Any]:
         return meta
 
+    def num_batches(self) -> int | None:
+        if is_stacked(self.train_data):
+            return stacked_data(self.train_data).length
+        try:
+            return len(self.train_data)
+        except TypeError:
+            return None
+
     def run(self, plan: RunPlan, notices: list[str]) -> RunRecord:
         """Run every planned run in one compiled program, driven by the host loop."""
         model, options = self.model, self.options
         data, length, limits, feed, kind = self._data(plan, notices)
-        val_data = None
-        if plan.val_every is not None:
+        val_data, shift = None, 0
+        if plan.val_from_train:
+            data, length, val_data = _hold_out(data, length, plan.val_from_train)
+            shift = plan.val_from_train
+        elif plan.val_every is not None:
             val_data = validation_batches(self.val_data, plan.val_batches)
         spec = SweepSpec(
             loss_fn=model.loss_fn, stateful=model.stateful, transformation=model.transformation,
@@ -118,7 +133,7 @@ class JaxBackend:
             val_every=plan.val_every, val_loss_fn=model.val_loss_fn, runs=plan.num_runs,
         )
         inputs = run_inputs(plan, data, length, run_tables(plan, model.groups), model.rng,
-                            val_data)
+                            val_data, shift)
         state = (model.params, model.opt_state, model.model_state)
         key = _program_key(spec, state, inputs, plan, options.execution)
         program = cached_program(key)
@@ -147,7 +162,7 @@ class JaxBackend:
         self, plan: RunPlan, notices: list[str]
     ) -> tuple[Any, int, np.ndarray, ChunkFeed | None, str]:
         """The data of the runs: ``(data, length, limits, feed, kind)``; see the module."""
-        needed = plan.num_curves * plan.block_batches
+        needed = plan.batches_read
         limits = np.full(plan.num_runs, plan.num_steps)
         if is_stacked(self.train_data):
             stacked = stacked_data(self.train_data)
@@ -158,18 +173,44 @@ class JaxBackend:
                 )
             return stacked.arrays, stacked.length, limits, None, "stacked"
         k = plan.accumulation_steps
-        if plan.num_runs == 1:
+        if plan.num_runs == 1 and plan.batches_read == plan.block_batches and not (
+            plan.keep_data or self._sequence
+        ):
             chunk = self.options.chunk_size
             feed = ChunkFeed(BatchSequence(self.train_data, chunk * k, notices=notices),
                              chunk, k, plan.num_steps)
             data, _ = feed.first()
             return data, chunk * k, limits, feed, "sequence"
         # Pulled and stacked up front: no host work while the runs are on the device.
-        data, count = BatchSequence(self.train_data, needed, notices=notices).next_chunk(needed)
+        data, count = self._pull(needed, notices, cycle=not plan.val_from_train)
+        if plan.val_from_train:  # read once; the runs cycle through what is not held out
+            return data, count, limits, None, "sequence"
         if count < needed:
-            starts = plan.curves.astype(np.int64) * plan.block_batches
+            starts = np.array([plan.block_start(run) for run in range(plan.num_runs)])
             limits = np.clip((count - starts) // k, 0, plan.num_steps)
         return data, needed, limits, None, "sequence"
+
+    def _pull(self, needed: int, notices: list[str], cycle: bool = True) -> tuple[Any, int]:
+        """The first ``needed`` batches of the sequence, stacked, and how many are real;
+        kept, so that the call's later plans read the very same batches."""
+        if self._sequence is None:
+            self._sequence = BatchSequence(self.train_data, needed, notices=notices,
+                                           cycle=cycle)
+            self._pulled = self._sequence.next_chunk(needed)
+        data, count = self._pulled
+        if count < needed and not self._sequence.exhausted:
+            more, extra = self._sequence.next_chunk(needed - count)
+            if extra:
+                data = jax.tree_util.tree_map(
+                    lambda old, new: jnp.concatenate([old[:count], new[:extra]]), data, more)
+                count += extra
+            self._pulled = (data, count)
+        width = jax.tree_util.tree_leaves(data)[0].shape[0]
+        if width < needed:  # pad to the plan's length (padding is never read)
+            data = jax.tree_util.tree_map(
+                lambda leaf: jnp.concatenate([leaf, jnp.repeat(leaf[-1:], needed - width, 0)]),
+                data)
+        return jax.tree_util.tree_map(lambda leaf: leaf[:needed], data), count
 
     def _run_facts(self, program: Any, loss_dtype: Any, kind: str, chunked: bool,
                    steps_per_call: int, seen: Any) -> dict[str, Any]:
@@ -188,6 +229,19 @@ class JaxBackend:
             "program_calls": seen.calls,
             "in_loop_resumes": seen.resumes,
         }
+
+
+def _hold_out(data: Any, length: int, count: int) -> tuple[Any, int, Any]:
+    """The first ``count`` micro-batches as validation data, the rest to train on:
+    ``(train, its length, validation)``."""
+    if length <= count:
+        raise ValueError(
+            f"train_data holds {length} batches; the search holds out {count} as validation "
+            "data and needs more to train on: pass val_data, or more training data"
+        )
+    train = jax.tree_util.tree_map(lambda leaf: leaf[count:length], data)
+    held = jax.tree_util.tree_map(lambda leaf: leaf[:count], data)
+    return train, length - count, held
 
 
 def _program_key(

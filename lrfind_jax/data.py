@@ -120,6 +120,7 @@ class BatchSequence:
         the same shape and the compiled sweep is reused).
       name: the argument's name, for messages.
       notices: where to append notices for the user (cycling).
+      cycle: False: a re-iterable is read once, like a one-shot iterator.
     """
 
     def __init__(
@@ -129,13 +130,14 @@ class BatchSequence:
         *,
         name: str = "train_data",
         notices: list[str] | None = None,
+        cycle: bool = True,
     ):
         if not isinstance(data, Iterable) or isinstance(data, str | bytes):
             raise TypeError(
                 f"{name} must be stacked arrays (a tuple, dict or array) or an iterable of "
                 f"batches, got {type(data).__name__}"
             )
-        self._source = BatchSource(data, name, notices)
+        self._source = BatchSource(data, name, notices, cycle=cycle)
         self._name = name
         self._chunk_batches = chunk_batches
         self.produced = 0

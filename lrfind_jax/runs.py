@@ -19,6 +19,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from jax import lax
 
 from lrfind_core.plan import RunPlan
@@ -97,18 +98,43 @@ def start_runs(
     )
 
 
+def planned_lrs(plan: RunPlan) -> np.ndarray:
+    """The reference group's LR at every step of every run (float64, ``[R, num_steps]``):
+    the plan's LRs, or under ``target="one_cycle"`` optax's own
+    ``cosine_onecycle_schedule`` (its defaults) over the run, peaking at the run's LR."""
+    if plan.target != "one_cycle":
+        return plan.lrs
+    steps = np.arange(plan.num_steps)
+    rows = [
+        np.asarray(optax.cosine_onecycle_schedule(plan.num_steps, float(peak))(steps),
+                   dtype=np.float64)
+        for peak in plan.lrs[:, 0]
+    ]
+    return np.stack(rows)
+
+
 def run_tables(plan: RunPlan, groups: tuple[LrGroup, ...]) -> tuple[Any, ...]:
     """Per LR group, the ``[R, num_steps]`` table of every run's LRs (group dtype)."""
-    flat = lr_tables(plan.lrs.reshape(-1), groups)
-    return tuple(jnp.asarray(table.reshape(plan.lrs.shape)) for table in flat)
+    lrs = planned_lrs(plan)
+    flat = lr_tables(lrs.reshape(-1), groups)
+    return tuple(jnp.asarray(table.reshape(lrs.shape)) for table in flat)
 
 
 def run_inputs(
-    plan: RunPlan, data: Any, length: int, tables: tuple[Any, ...], rng: Any, val_data: Any
+    plan: RunPlan,
+    data: Any,
+    length: int,
+    tables: tuple[Any, ...],
+    rng: Any,
+    val_data: Any,
+    shift: int = 0,
 ) -> SweepInputs:
-    """The program's inputs: curve c's data offset makes micro-batch m read
-    ``data[(m + c * block) % length]``; every run may go to its last step."""
-    offsets = (-(plan.curves.astype(np.int64) * plan.block_batches)) % length
+    """The program's inputs: run r's data offset makes micro-batch m read
+    ``data[(m + plan.block_start(r) - shift) % length]`` (``shift``: positions held
+    out before ``data[0]``); every run may go to its last step."""
+    starts = np.array([plan.block_start(run) - shift for run in range(plan.num_runs)],
+                      np.int64)
+    offsets = (-starts) % length
     rngs = None if rng is None else curve_keys(rng, jnp.asarray(plan.curves, jnp.int32))
     return SweepInputs(data, tables, rngs, offsets.astype(np.int32),
                        np.full(plan.num_runs, plan.num_steps, np.int32), val_data)

@@ -31,6 +31,7 @@ from lrfind_torch.distributed import (
     share_from_rank0,
     world_size,
 )
+from lrfind_torch.one_cycle import one_cycle_for_run
 from lrfind_torch.options import TorchOptions
 from lrfind_torch.recording import LossRecorder
 from lrfind_torch.state import TrainingSnapshot
@@ -84,6 +85,9 @@ class TorchBackend:
         self.base_lrs = [float(group["lr"]) for group in optimizer.param_groups]
         self.snapshot: TrainingSnapshot | None = None
         self.times = {"snapshot_time_s": 0.0, "restore_time_s": 0.0}
+        self._tape: BatchTape | None = None
+        self._validation: dict[tuple[bool, int], list[Any]] = {}
+        self._runs_made = 0
 
     def versions(self) -> dict[str, str]:
         return package_versions(("torch", "numpy"))
@@ -107,6 +111,7 @@ class TorchBackend:
             directory=self.options.snapshot_dir,
         )
         self.times["snapshot_time_s"] = time.perf_counter() - started
+        self._tape, self._validation, self._runs_made = None, {}, 0
         try:
             yield
         except Exception as error:
@@ -140,15 +145,28 @@ class TorchBackend:
     def common_meta(self, meta: dict[str, Any]) -> dict[str, Any]:
         return share_from_rank0(meta, self.group)
 
+    def num_batches(self) -> int | None:
+        try:
+            return len(self.train_data)  # type: ignore[arg-type]
+        except TypeError:
+            return None
+
     def run(self, plan: RunPlan, notices: list[str]) -> RunRecord:
         """Make the planned runs one after the other, each from the snapshot."""
         from tqdm.auto import tqdm
 
         assert self.snapshot is not None, "run() belongs inside session()"
-        # Iterating a shuffling DataLoader draws from the torch RNG: only after the snapshot.
-        tape = BatchTape(BatchSource(self.train_data, "train_data", notices), plan.replays_data)
+        if self._runs_made:  # a later plan of the call: from the initial state again
+            self.snapshot.restore()
+        if self._tape is None:
+            # Iterating a shuffling DataLoader draws from the torch RNG: only after the snapshot.
+            held_out = plan.val_from_train or None
+            source = BatchSource(self.train_data, "train_data", notices, cycle=not held_out)
+            self._tape = BatchTape(source, plan.replays_data, wrap_from=held_out)
+        tape = self._tape
+        tape.replay = tape.replay or plan.replays_data
         step = self._train_step(tape, plan.accumulation_steps)
-        validation = None if self.val_data is None else self._validation_batches(plan)
+        validation = self._validation_batches(plan, tape)
         seeds = curve_seeds(plan.num_curves)
         record = RunRecord.empty(plan)
         bar = tqdm(total=plan.num_runs * plan.num_steps, desc="lr_find", leave=False,
@@ -161,7 +179,8 @@ class TorchBackend:
                     self.snapshot.restore()
                     if seeds[curve] is not None:
                         torch.manual_seed(seeds[curve])
-                tape.seek(curve * plan.block_batches, preload=plan.block_batches)
+                tape.seek(plan.block_start(run), preload=plan.block_batches)
+                self._runs_made += 1
                 self._one_run(plan, run, step, validation, record, bar.update)
         finally:
             bar.close()
@@ -182,14 +201,24 @@ class TorchBackend:
             options.enabled_scaler, options.max_grad_norm,
         )
 
-    def _validation_batches(self, plan: RunPlan) -> list[Any]:
-        batches = [
-            move_to_device(batch, self.target, self.options.non_blocking)
-            for batch in itertools.islice(self.val_data, plan.val_batches)
-        ]
-        if not batches:
-            raise ValueError("val_data is empty: it yielded no batch")
-        return batches
+    def _validation_batches(self, plan: RunPlan, tape: BatchTape) -> list[Any] | None:
+        """The plan's fixed validation batches on the device (made once per call): the
+        first of ``val_data``, or the held-out first micro-batches of the training data."""
+        if plan.val_every is None:
+            return None
+        held_out = plan.val_from_train > 0
+        key = (held_out, plan.val_from_train if held_out else plan.val_batches)
+        if key not in self._validation:
+            if held_out:
+                tape.seek(0)
+                batches: Iterable[Any] = [next(tape) for _ in range(plan.val_from_train)]
+            else:
+                batches = itertools.islice(self.val_data, plan.val_batches)
+            moved = [move_to_device(b, self.target, self.options.non_blocking) for b in batches]
+            if not moved:
+                raise ValueError("val_data is empty: it yielded no batch")
+            self._validation[key] = moved
+        return self._validation[key]
 
     def _one_run(
         self,
@@ -204,18 +233,26 @@ class TorchBackend:
         lrs = plan.lrs[run].tolist()
         table = group_learning_rates(plan.lrs[run], self.base_lrs).tolist()
         groups = self.optimizer.param_groups
+        scheduler = None
+        if plan.target == "one_cycle":
+            peaks = [value * base / self.base_lrs[0] for value, base in
+                     zip([lrs[0]] * len(self.base_lrs), self.base_lrs, strict=True)]
+            scheduler = one_cycle_for_run(self.optimizer, peaks, plan.num_steps)
         if self.options.train_mode:
             self.model.train()
         recorder = LossRecorder(plan.stop, self.sync_every, self.group)
         end_reason = None
         index = shown = 0
         while index < plan.num_steps and not recorder.stopped:
-            set_group_lrs(groups, table[index])
+            if scheduler is None:
+                set_group_lrs(groups, table[index])
             try:
                 loss, found_inf = step.run()
             except DataExhausted:
                 end_reason = exhausted_reason(index)
                 break
+            if scheduler is not None:
+                scheduler.step()
             point = loss
             if validation is not None:
                 point = step.validation_loss(validation) if plan.is_point(index) else None

@@ -34,11 +34,18 @@ class BatchTape:
     back to a position drawn before, whose batches were kept (as yielded, on the
     host if the loader yields host tensors) so that every run of a block reads the
     very same batches. Batches before the latest seek are dropped.
+
+    With ``wrap_from`` (and ``replay``), the data is read once: when it runs out at
+    position ``L``, positions from ``L`` on wrap around to
+    ``wrap_from + (p - wrap_from) % (L - wrap_from)``, so the batches before
+    ``wrap_from`` (held out as validation data) are never trained on.
     """
 
-    def __init__(self, source: Any, replay: bool) -> None:
+    def __init__(self, source: Any, replay: bool, wrap_from: int | None = None) -> None:
         self.source = source
         self.replay = replay
+        self.wrap_from = wrap_from
+        self.data_end: int | None = None
         self.kept: dict[int, Any] = {}
         self.position = 0
 
@@ -57,15 +64,28 @@ class BatchTape:
             pass
         self.position = position
 
+    def _wrapped(self, position: int) -> int:
+        if self.data_end is None or position < self.data_end or self.wrap_from is None:
+            return position
+        span = self.data_end - self.wrap_from
+        return self.wrap_from + (position - self.wrap_from) % span
+
     def __next__(self) -> Any:
-        if self.position in self.kept:
-            batch = self.kept[self.position]
+        position = self._wrapped(self.position)
+        if position in self.kept:
+            batch = self.kept[position]
         else:
-            while self.source.produced < self.position:
-                next(self.source)
-            batch = next(self.source)
+            try:
+                while self.source.produced < position:
+                    next(self.source)
+                batch = next(self.source)
+            except DataExhausted:
+                if self.wrap_from is None or self.source.produced <= self.wrap_from:
+                    raise
+                self.data_end = self.source.produced
+                return next(self)
             if self.replay:
-                self.kept[self.position] = batch
+                self.kept[position] = batch
         self.position += 1
         return batch
 
