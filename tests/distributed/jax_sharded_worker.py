@@ -21,7 +21,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from lrfind_jax import lr_find
+from lrfind_jax import JaxOptions, lr_find
 
 STEPS, BATCH = 40, 32
 
@@ -51,7 +51,11 @@ def data() -> tuple[np.ndarray, np.ndarray]:
 
 
 def compiled_shardings() -> dict:
-    """The shardings the last compiled sweep takes its params and data with."""
+    """The shardings the last compiled program takes its params and data with.
+
+    The program's carry has a leading run axis (one run here), which must not be
+    split; the params' shardings are given without it, at the params' own rank.
+    """
     from lrfind_jax import sweep as sweep_module
 
     program = next(reversed(sweep_module._programs.values()))
@@ -60,9 +64,18 @@ def compiled_shardings() -> dict:
     def describe(sharding: object) -> str:
         return str(getattr(sharding, "spec", "single device"))
 
+    def without_run_axis(sharding: object, rank: int) -> str:
+        spec = getattr(sharding, "spec", None)
+        if spec is None:
+            return "single device"
+        spec = tuple(spec)
+        assert not spec or spec[0] is None, f"the run axis is split: {spec}"
+        spec = spec[1:] + (None,) * (rank + 1 - len(spec))
+        return "P()" if all(axis is None for axis in spec) else str(P(*spec))
+
     return {
-        "w1": describe(carry_shardings.params["w1"]),
-        "w2": describe(carry_shardings.params["w2"]),
+        "w1": without_run_axis(carry_shardings.params["w1"], 2),
+        "w2": without_run_axis(carry_shardings.params["w2"], 2),
         "inputs": describe(inputs_shardings.data[0]),
     }
 
@@ -70,14 +83,14 @@ def compiled_shardings() -> dict:
 def sweep(params: dict, batches: tuple) -> dict:
     optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=1e-3)
     result = lr_find(
-        loss_fn,
         params,
         optimizer,
         batches,
+        loss_fn,
         num_steps=STEPS,
         start_lr=1e-4,
         end_lr=100.0,
-        progress=False,
+        options=JaxOptions(progress=False),
     )
     return {
         "losses": result.losses.tolist(),

@@ -13,9 +13,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lrfind_jax import JaxOptions
+
 IN, HIDDEN, OUT, BATCH = 8, 32, 3, 16
 ADAM = optax.inject_hyperparams(optax.adam)(learning_rate=1e-3)
 SGD = optax.inject_hyperparams(optax.sgd)(learning_rate=1e-2)
+QUIET = JaxOptions(progress=False)
+"""No progress bar: stacked data runs in a single compiled call."""
 
 
 def init_mlp(seed: int = 0, dtype: Any = jnp.float32) -> dict[str, jax.Array]:

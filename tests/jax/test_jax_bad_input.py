@@ -17,7 +17,7 @@ from lrfind_jax_testing import (
     mlp_loss,
 )
 
-from lrfind_jax import lr_find
+from lrfind_jax import JaxOptions, Settings, lr_find
 
 STEPS = 12
 
@@ -34,31 +34,74 @@ def user():
 
 
 @pytest.mark.parametrize(
-    ("options", "error", "message"),
+    ("where", "values", "error", "message"),
     [
-        ({"start_lr": 0.0}, ValueError, "start_lr must be a finite number > 0, got 0.0"),
-        ({"start_lr": -1e-3}, ValueError, "start_lr must be a finite number > 0"),
-        ({"end_lr": float("nan")}, ValueError, "end_lr must be a finite number > 0"),
-        ({"start_lr": 1.0, "end_lr": 0.1}, ValueError, "start_lr must be < end_lr"),
-        ({"start_lr": "1e-3"}, TypeError, "start_lr must be a real number"),
-        ({"num_steps": 1}, ValueError, "num_steps must be an int >= 2, got 1"),
-        ({"num_steps": 2.5}, TypeError, "num_steps must be an int, got float"),
-        ({"schedule": "cosine"}, ValueError, "unknown schedule 'cosine'"),
-        ({"preset": "keras"}, ValueError, "unknown preset 'keras'"),
-        ({"method": "magic"}, ValueError, "unknown suggestion method 'magic'"),
-        ({"methods": ["valley", "magic"]}, ValueError, "unknown suggestion method 'magic'"),
-        ({"beta": 1.0}, ValueError, r"beta must be in \[0, 1\)"),
-        ({"diverge_factor": 1.0}, ValueError, "diverge_factor must be > 1"),
-        ({"chunk_size": 0}, ValueError, "chunk_size must be an int >= 1, got 0"),
-        ({"accumulation_steps": 0}, ValueError, "accumulation_steps must be an int >= 1"),
-        ({"progress": "yes"}, TypeError, "progress must be a bool"),
-        ({"rng": 42}, TypeError, r"rng must be a PRNG key such as jax\.random\.key\(0\)"),
+        ("call", {"start_lr": 0.0}, ValueError, "start_lr must be a finite number > 0, got 0.0"),
+        ("call", {"start_lr": -1e-3}, ValueError, "start_lr must be a finite number > 0"),
+        ("call", {"end_lr": float("nan")}, ValueError, "end_lr must be a finite number > 0"),
+        ("call", {"start_lr": 1.0, "end_lr": 0.1}, ValueError, "start_lr must be < end_lr"),
+        ("call", {"start_lr": "1e-3"}, TypeError, "start_lr must be a real number"),
+        ("call", {"num_steps": 1}, ValueError, "num_steps must be an int >= 2, got 1"),
+        ("call", {"num_steps": 2.5}, TypeError, "num_steps must be an int, got float"),
+        ("call", {"mode": "grid"}, ValueError, "unknown mode 'grid'"),
+        ("call", {"rng": 42}, TypeError, r"rng must be a PRNG key such as jax\.random\.key\(0\)"),
+        ("call", {"settings": "keras"}, ValueError, "unknown preset 'keras'"),
+        ("call", {"settings": {"beta": 0.9}}, TypeError,
+         "settings must be an lrfind Settings, a preset name"),
+        ("call", {"options": {"progress": False}}, TypeError,
+         "options must be lrfind_jax.JaxOptions, got dict"),
+        ("settings", {"schedule": "cosine"}, ValueError, "unknown schedule 'cosine'"),
+        ("settings", {"method": "magic"}, ValueError, "unknown suggestion method 'magic'"),
+        ("settings", {"methods": ["valley", "magic"]}, ValueError,
+         "unknown suggestion method 'magic'"),
+        ("settings", {"beta": 1.0}, ValueError, r"beta must be in \[0, 1\)"),
+        ("settings", {"diverge_factor": 1.0}, ValueError, "diverge_factor must be > 1"),
+        ("settings", {"accumulation_steps": 0}, ValueError,
+         "accumulation_steps must be an int >= 1"),
+        ("options", {"chunk_size": 0}, ValueError, "chunk_size must be an int >= 1, got 0"),
+        ("options", {"progress": "yes"}, TypeError, "progress must be a bool"),
+        ("options", {"execution": "fast"}, ValueError, "unknown execution 'fast'"),
+        ("options", {"val_loss_fn": "mse"}, TypeError, "val_loss_fn must be callable"),
+        ("options", {"train_mode": False}, ValueError, "train_mode=False applies to nnx modules"),
     ],
 )
-def test_bad_options(user, options, error, message):
+def test_bad_options(user, where, values, error, message):
+    """Settings and JaxOptions check their fields when built (here inside the call);
+    the suggestion methods and the call's own keywords are checked by lr_find."""
     params, data = user
     with pytest.raises(error, match=message):
-        lr_find(mlp_loss, params, ADAM, data, **{"num_steps": STEPS, **options})
+        keywords: dict = {"num_steps": STEPS}
+        if where == "call":
+            keywords.update(values)
+        elif where == "settings":
+            keywords["settings"] = Settings(**values)
+        else:
+            keywords["options"] = JaxOptions(**values)
+        lr_find(params, ADAM, data, mlp_loss, **keywords)
+
+
+def test_the_order_before_0_2_says_the_new_order(user):
+    """lr_find(loss_fn, params, optimizer, data) was the order before the redesign."""
+    params, data = user
+    new_order = r"lr_find\(params, optimizer, train_data, loss_fn\)"
+    with pytest.raises(TypeError, match=r"the first argument is a function, but lr_find "
+                       r"takes the parameters first and the loss fourth: " + new_order):
+        lr_find(mlp_loss, params, ADAM, data, num_steps=STEPS)
+    with pytest.raises(TypeError, match=r"loss_fn is missing: " + new_order):
+        lr_find(params, ADAM, data, num_steps=STEPS)
+    # The keywords that moved into JaxOptions and Settings are no keywords of lr_find.
+    for moved in ({"progress": False}, {"chunk_size": 4}, {"beta": 0.9}, {"num_sweeps": 2}):
+        with pytest.raises(TypeError, match="unexpected keyword argument"):
+            lr_find(params, ADAM, data, mlp_loss, num_steps=STEPS, **moved)
+
+
+def test_an_nnx_module_as_params_points_at_lr_find_nnx(user):
+    nnx = pytest.importorskip("flax.nnx")
+    _, data = user
+    module = nnx.Linear(8, 3, rngs=nnx.Rngs(0))
+    with pytest.raises(TypeError, match=r"params is a Flax nnx module: use "
+                       r"lrfind_jax\.lr_find_nnx\(model, optimizer, train_data, loss_fn\)"):
+        lr_find(module, ADAM, data, mlp_loss, num_steps=STEPS)
 
 
 def test_non_scalar_loss(user):
@@ -70,29 +113,31 @@ def test_non_scalar_loss(user):
         return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
     with pytest.raises(ValueError, match=r"scalar loss, got shape \(16,\).*\.mean\(\)"):
-        lr_find(per_example, params, ADAM, data, num_steps=STEPS)
+        lr_find(params, ADAM, data, per_example, num_steps=STEPS)
 
 
 def test_integer_or_non_array_loss(user):
     params, data = user
     with pytest.raises(TypeError, match=r"floating-point loss, got dtype int32"):
-        lr_find(lambda p, b: jnp.sum(b[1]), params, ADAM, data, num_steps=STEPS)
+        lr_find(params, ADAM, data, lambda p, b: jnp.sum(b[1]), num_steps=STEPS)
     with pytest.raises(TypeError, match=r"scalar jax array, got tuple"):
-        lr_find(lambda p, b: (mlp_loss(p, b), 1.0), params, ADAM, data, num_steps=STEPS)
+        lr_find(params, ADAM, data, lambda p, b: (mlp_loss(p, b), 1.0), num_steps=STEPS)
 
 
 def test_stateful_loss_must_return_its_state(user):
     params, data = user
     state = {"count": jnp.zeros(())}
     with pytest.raises(TypeError, match=r"must return \(loss, new_model_state\)"):
-        lr_find(lambda p, s, b, k: mlp_loss(p, b), params, ADAM, data, model_state=state,
+        lr_find(params, ADAM, data, lambda p, s, b, k: mlp_loss(p, b), model_state=state,
                 num_steps=STEPS)
     with pytest.raises(ValueError, match=r"model state returned by loss_fn .* does not match"):
-        lr_find(lambda p, s, b, k: (mlp_loss(p, b), {"count": s["count"], "extra": 1.0}),
-                params, ADAM, data, model_state=state, num_steps=STEPS)
+        lr_find(params, ADAM, data,
+                lambda p, s, b, k: (mlp_loss(p, b), {"count": s["count"], "extra": 1.0}),
+                model_state=state, num_steps=STEPS)
     with pytest.raises(ValueError, match=r"model state returned .*\(3,\).* does not match"):
-        lr_find(lambda p, s, b, k: (mlp_loss(p, b), {"count": jnp.zeros(3)}),
-                params, ADAM, data, model_state=state, num_steps=STEPS)
+        lr_find(params, ADAM, data,
+                lambda p, s, b, k: (mlp_loss(p, b), {"count": jnp.zeros(3)}),
+                model_state=state, num_steps=STEPS)
     assert float(state["count"]) == 0.0
 
 
@@ -102,14 +147,14 @@ def test_batch_shapes_that_change_between_steps(user):
     inputs, labels = batches[3]
     shorter = [*batches[:3], (inputs[:8], labels[:8]), *batches[4:]]
     with pytest.raises(ValueError, match=r"batch 3 differs from batch 0: got \[\[0\]: \(8, 8\)"):
-        lr_find(mlp_loss, params, ADAM, shorter, num_steps=STEPS, chunk_size=8)
+        lr_find(params, ADAM, shorter, mlp_loss, num_steps=STEPS, options=JaxOptions(chunk_size=8))
     # Found later, in the second chunk: the error names the batch all the same.
     retyped = [*batches[:10], (inputs.astype(np.float16), labels), *batches[11:]]
     with pytest.raises(ValueError, match=r"batch 10 differs from batch 0.*float16"):
-        lr_find(mlp_loss, params, ADAM, retyped, num_steps=STEPS, chunk_size=4)
+        lr_find(params, ADAM, retyped, mlp_loss, num_steps=STEPS, options=JaxOptions(chunk_size=4))
     restructured = [*batches[:2], {"x": inputs, "y": labels}, *batches[3:]]
     with pytest.raises(ValueError, match=r"batch 2 differs from batch 0"):
-        lr_find(mlp_loss, params, ADAM, restructured, num_steps=STEPS)
+        lr_find(params, ADAM, restructured, mlp_loss, num_steps=STEPS)
 
 
 @pytest.mark.parametrize(
@@ -120,7 +165,7 @@ def test_batch_shapes_that_change_between_steps(user):
 def test_empty_data(user, empty):
     params, _ = user
     with pytest.raises(ValueError, match=r"train_data is empty"):
-        lr_find(mlp_loss, params, ADAM, empty, num_steps=STEPS)
+        lr_find(params, ADAM, empty, mlp_loss, num_steps=STEPS)
 
 
 def test_re_iterable_that_is_empty_the_second_time(user):
@@ -136,26 +181,29 @@ def test_re_iterable_that_is_empty_the_second_time(user):
 
     # The cycling notice is only emitted by a sweep that finishes; this one fails.
     with pytest.raises(ValueError, match="yielded no batch when iterated again"):
-        lr_find(mlp_loss, params, ADAM, OneShotIterable(), num_steps=STEPS, chunk_size=8)
+        lr_find(params, ADAM, OneShotIterable(), mlp_loss, num_steps=STEPS,
+                options=JaxOptions(chunk_size=8))
 
 
 def test_malformed_stacked_data(user):
     params, (inputs, labels) = user
     with pytest.raises(ValueError, match=r"same leading .step. axis, got .*12.*11"):
-        lr_find(mlp_loss, params, ADAM, (inputs, labels[:11]), num_steps=STEPS)
+        lr_find(params, ADAM, (inputs, labels[:11]), mlp_loss, num_steps=STEPS)
     with pytest.raises(ValueError, match=r"train_data\[1\] is a scalar"):
-        lr_find(mlp_loss, params, ADAM, (inputs, jnp.int32(3)), num_steps=STEPS)
+        lr_find(params, ADAM, (inputs, jnp.int32(3)), mlp_loss, num_steps=STEPS)
     with pytest.raises(TypeError, match=r"train_data must be stacked arrays .* got int"):
-        lr_find(mlp_loss, params, ADAM, 7, num_steps=STEPS)
+        lr_find(params, ADAM, 7, mlp_loss, num_steps=STEPS)
     with pytest.raises(TypeError, match=r"numeric arrays only"):
-        lr_find(mlp_loss, params, ADAM, [("a", 1)], num_steps=STEPS)
+        lr_find(params, ADAM, [("a", 1)], mlp_loss, num_steps=STEPS)
 
 
 def test_too_few_batches_for_one_accumulated_update(user):
     params, data = user
     batches = as_batches(jax.device_get(data))[:2]
-    with pytest.raises(ValueError, match=r"yielded 2 batch.*fewer than the 3 micro-batches"):
-        lr_find(mlp_loss, params, ADAM, iter(batches), accumulation_steps=3, num_steps=STEPS)
+    with pytest.raises(ValueError, match=r"lr_find recorded no point: data exhausted after 0 "
+                       r"steps"):
+        lr_find(params, ADAM, iter(batches), mlp_loss, num_steps=STEPS,
+                settings=Settings(accumulation_steps=3))
 
 
 def test_bad_optimizers(user):
@@ -163,18 +211,18 @@ def test_bad_optimizers(user):
     with pytest.raises(ValueError, match=r"no injectable learning rate; wrap your optimizer "
                        r"with optax.inject_hyperparams\(optax.adam\)\(learning_rate=\.\.\.\) "
                        r"or pass a factory"):
-        lr_find(mlp_loss, params, optax.adam(1e-3), data, num_steps=STEPS)
+        lr_find(params, optax.adam(1e-3), data, mlp_loss, num_steps=STEPS)
     with pytest.raises(TypeError, match=r"optimizer must be an optax GradientTransformation"):
-        lr_find(mlp_loss, params, "adam", data, num_steps=STEPS)
+        lr_find(params, "adam", data, mlp_loss, num_steps=STEPS)
     with pytest.raises(TypeError, match=r"factory must return an optax GradientTransformation"):
-        lr_find(mlp_loss, params, lambda lr: lr * 2, data, num_steps=STEPS)
+        lr_find(params, lambda lr: lr * 2, data, mlp_loss, num_steps=STEPS)
     with pytest.raises(TypeError, match=r"treats it as a factory .* raised"):
-        lr_find(mlp_loss, params, lambda: optax.adam(1e-3), data, num_steps=STEPS)
+        lr_find(params, lambda: optax.adam(1e-3), data, mlp_loss, num_steps=STEPS)
 
 
 def test_bad_loss_fn_and_params(user):
     params, data = user
     with pytest.raises(TypeError, match=r"loss_fn must be callable"):
-        lr_find("mse", params, ADAM, data, num_steps=STEPS)
+        lr_find(params, ADAM, data, "mse", num_steps=STEPS)
     with pytest.raises(ValueError, match=r"params has no floating-point array"):
-        lr_find(mlp_loss, {"n": jnp.arange(3)}, ADAM, data, num_steps=STEPS)
+        lr_find({"n": jnp.arange(3)}, ADAM, data, mlp_loss, num_steps=STEPS)

@@ -16,6 +16,7 @@ from lrfind_jax_testing import (
     ADAM,
     IN,
     OUT,
+    QUIET,
     SGD,
     as_batches,
     assert_tree_equal,
@@ -26,13 +27,15 @@ from lrfind_jax_testing import (
     patch_monitor,
 )
 
-from lrfind_core import ewa_smooth, find_stop, make_config
-from lrfind_core.ensemble import end_losses
-from lrfind_jax import lr_find, lr_find_nnx
-from lrfind_jax.ensemble import curve_keys
+from lrfind_core import ewa_smooth, find_stop
+from lrfind_core.aggregation import end_losses
+from lrfind_core.suggestion import suggest
+from lrfind_jax import JaxOptions, Settings, lr_find, lr_find_nnx
+from lrfind_jax.runs import curve_keys
 
 K, STEPS = 3, 40
 SWEEP = {"start_lr": 1e-3, "end_lr": 100.0, "num_steps": STEPS}
+K_SWEEPS = Settings(num_sweeps=K)
 RNG = jax.random.key(7)
 TRACES: list[str] = []
 
@@ -62,24 +65,27 @@ def data():
 def sweeps(params, data):
     """K SGD sweeps, one compiled call."""
     TRACES.clear()
-    result = lr_find(noisy_loss, params, SGD, data, rng=RNG, num_sweeps=K, progress=False, **SWEEP)
+    result = lr_find(params, SGD, data, noisy_loss, rng=RNG, settings=K_SWEEPS, options=QUIET,
+                     **SWEEP)
     return result, len(TRACES)
 
 
 # ------------------------------------------------------------------ repeated sweeps
 
 
-def test_k_sweeps_run_as_one_compiled_program(sweeps):
+def test_k_sweeps_run_as_one_compiled_program(params, sweeps):
     result, traced = sweeps
+    assert_tree_equal(host_copy(init_mlp(0)), params)  # copied for the runs, never donated
     meta = result.meta
     assert meta["compiled"] and meta["compile_time_s"] > 0 and traced >= 1
     assert meta["program_calls"] == 1 and meta["loop"] == "single"
-    assert meta["num_sweeps"] == K and meta["mode"] == "sweep" and meta["vmapped_runs"] == K
+    assert meta["num_sweeps"] == K and meta["mode"] == "sweep" and meta["runs"] == K
     assert meta["in_loop_resumes"] == 0
     # Each sweep stopped on its own; nothing ran past a stop.
     stops = result.ensemble.stop_steps
     assert all(stop is not None for stop in stops) and len(set(stops)) > 1
-    assert meta["num_steps_run"] == sum(stop + 1 for stop in stops)
+    assert meta["steps_trained"] == sum(stop + 1 for stop in stops)
+    assert meta["end_reasons"] == [None] * K
 
 
 def test_each_sweep_equals_a_single_sweep_on_its_batches_with_its_key(params, data, sweeps):
@@ -89,10 +95,10 @@ def test_each_sweep_equals_a_single_sweep_on_its_batches_with_its_key(params, da
     for curve in range(K):
         shifted = tuple(np.roll(x, -curve * STEPS, axis=0) for x in data)
         single = lr_find(
-            noisy_loss, params, SGD, shifted, rng=curve_key(curve), progress=False, **SWEEP
+            params, SGD, shifted, noisy_loss, rng=curve_key(curve), options=QUIET, **SWEEP
         )
         assert (single.meta["num_sweeps"], single.meta["mode"]) == (1, "sweep")
-        assert single.meta["vmapped_runs"] == 1 and single.ensemble is None
+        assert single.meta["runs"] == 1 and single.ensemble is None
         recorded = result.ensemble.sweep_losses[curve]
         np.testing.assert_array_equal(recorded[: len(single.losses)], single.losses)
         assert np.all(np.isnan(recorded[len(single.losses) :]))
@@ -103,12 +109,13 @@ def test_adam_sweeps_equal_single_sweeps_within_float32_rounding(params, data):
     """The vmapped program may fuse Adam's update differently: not bitwise, but close."""
     stable = {"start_lr": 1e-4, "end_lr": 1e-1, "num_steps": 20}
     result = lr_find(
-        noisy_loss, params, ADAM, data, rng=RNG, num_sweeps=2, progress=False, **stable
+        params, ADAM, data, noisy_loss, rng=RNG, settings=Settings(num_sweeps=2),
+        options=QUIET, **stable
     )
     for curve in range(2):  # sweep 1 reads the 20 batches after sweep 0's
         shifted = tuple(np.roll(x, -curve * 20, axis=0) for x in data)
         single = lr_find(
-            noisy_loss, params, ADAM, shifted, rng=curve_key(curve), progress=False, **stable
+            params, ADAM, shifted, noisy_loss, rng=curve_key(curve), options=QUIET, **stable
         )
         np.testing.assert_allclose(result.ensemble.sweep_losses[curve], single.losses, rtol=1e-6)
     assert not np.allclose(result.ensemble.sweep_losses[0], result.ensemble.sweep_losses[1])
@@ -137,16 +144,18 @@ def test_ensemble_is_consistent(sweeps):
     np.testing.assert_array_equal(
         result.losses[:common], np.median(ensemble.sweep_losses[:, :common], axis=0)
     )
-    planned = make_config(**SWEEP).learning_rates()
+    planned = Settings(**SWEEP).learning_rates()
     np.testing.assert_array_equal(result.lrs, planned[: len(result.lrs)])
 
 
 def test_sweeps_are_deterministic_and_not_recompiled(params, data, sweeps):
     result, _ = sweeps
     traced = len(TRACES)
-    again = lr_find(noisy_loss, params, SGD, data, rng=RNG, num_sweeps=K, progress=False, **SWEEP)
+    again = lr_find(params, SGD, data, noisy_loss, rng=RNG, settings=K_SWEEPS, options=QUIET,
+                    **SWEEP)
     chunked = lr_find(
-        noisy_loss, params, SGD, data, rng=RNG, num_sweeps=K, progress=True, chunk_size=7, **SWEEP
+        params, SGD, data, noisy_loss, rng=RNG, settings=K_SWEEPS,
+        options=JaxOptions(progress=True, chunk_size=7), **SWEEP
     )
     assert len(TRACES) == traced  # neither call traced the loss again
     for other in (again, chunked):
@@ -161,7 +170,8 @@ def test_a_list_of_batches_gives_the_stacked_result(params, data, sweeps):
     result, _ = sweeps
     traced = len(TRACES)
     listed = lr_find(
-        noisy_loss, params, SGD, as_batches(data), rng=RNG, num_sweeps=K, progress=False, **SWEEP
+        params, SGD, as_batches(data), noisy_loss, rng=RNG, settings=K_SWEEPS, options=QUIET,
+        **SWEEP
     )
     assert listed.meta["data"] == "sequence" and not listed.meta["compiled"]
     assert len(TRACES) == traced  # stacked up front: the same program
@@ -173,27 +183,54 @@ def test_a_one_shot_iterator_that_runs_out_shortens_the_last_sweeps(params, data
     batches = as_batches(data)
     with pytest.warns(
         UserWarning,
-        match=r"ran out after 100 batches; sweep\(s\) \[2\] ended "
-        r"after \[20\] of 40 steps",
-    ):
+        match=r"sweep 2 of 3: data exhausted after 20 steps; its curve ends after 20 point",
+    ) as caught:
         result = lr_find(
-            noisy_loss,
             params,
             SGD,
             iter(batches[:100]),
+            noisy_loss,
             rng=RNG,
-            num_sweeps=K,
-            progress=False,
+            settings=K_SWEEPS,
+            options=QUIET,
             **quiet,
         )
+    assert not any("sweep 0 of" in str(w.message) or "sweep 1 of" in str(w.message)
+                   for w in caught)
     lengths = np.sum(~np.isnan(result.ensemble.sweep_losses), axis=1)
     np.testing.assert_array_equal(lengths, [STEPS, STEPS, 20])
-    full = lr_find(noisy_loss, params, SGD, data, rng=RNG, num_sweeps=K, progress=False, **quiet)
+    assert result.meta["end_reasons"] == [None, None, "data exhausted after 20 steps"]
+    assert result.meta["steps_trained"] == 2 * STEPS + 20
+    full = lr_find(params, SGD, data, noisy_loss, rng=RNG, settings=K_SWEEPS, options=QUIET,
+                   **quiet)
     np.testing.assert_array_equal(
         result.ensemble.sweep_losses[2, :20], full.ensemble.sweep_losses[2, :20]
     )
-    with pytest.raises(ValueError, match=r"ran out after 70 batches: sweep 2 of 3 gets none"):
-        lr_find(noisy_loss, params, SGD, iter(batches[:70]), rng=RNG, num_sweeps=K, **quiet)
+
+
+def test_a_sweep_that_gets_no_batch_is_left_out_with_a_warning(params, data):
+    """70 batches for 3 sweeps of 40: sweep 1 gets 30, sweep 2 none of its own. As in
+    the torch backend, a curve cut to nothing is named in a warning and the other
+    sweeps make the result (before the redesign the JAX backend raised a ValueError)."""
+    quiet = {"start_lr": 1e-5, "end_lr": 1e-3, "num_steps": STEPS}
+    with pytest.warns(UserWarning) as caught:
+        result = lr_find(params, SGD, iter(as_batches(data)[:70]), noisy_loss, rng=RNG,
+                         settings=K_SWEEPS, options=QUIET, **quiet)
+    messages = [str(w.message) for w in caught]
+    assert messages == [
+        "sweep 1 of 3: data exhausted after 30 steps; its curve ends after 30 point(s)",
+        "sweep 2 of 3: data exhausted after 0 steps; its curve ends after 0 point(s)",
+    ]
+    assert result.meta["end_reasons"] == [
+        None, "data exhausted after 30 steps", "data exhausted after 0 steps"]
+    assert result.meta["steps_trained"] == STEPS + 30 and result.meta["num_sweeps"] == K
+    assert result.ensemble.num_sweeps == 2
+    full = lr_find(params, SGD, data, noisy_loss, rng=RNG, settings=K_SWEEPS, options=QUIET,
+                   **quiet)
+    np.testing.assert_array_equal(result.ensemble.sweep_losses[0], full.ensemble.sweep_losses[0])
+    np.testing.assert_array_equal(result.ensemble.sweep_losses[1, :30],
+                                  full.ensemble.sweep_losses[1, :30])
+    assert np.all(np.isnan(result.ensemble.sweep_losses[1, 30:]))
 
 
 def test_in_loop_hints_are_resumed_and_missed_stops_are_caught_per_sweep(
@@ -208,39 +245,32 @@ def test_in_loop_hints_are_resumed_and_missed_stops_are_caught_per_sweep(
         return noisy_loss(p, state, batch, key)
 
     single = lr_find(
-        patched_loss, params, SGD, data, rng=RNG, num_sweeps=K, progress=False, **SWEEP
+        params, SGD, data, patched_loss, rng=RNG, settings=K_SWEEPS, options=QUIET, **SWEEP
     )
     assert single.meta["in_loop_resumes"] == K and single.meta["program_calls"] == 2
-    assert single.meta["num_steps_run"] == K * STEPS  # the loop ran past the host's stops
+    assert single.meta["steps_trained"] == K * STEPS  # the loop ran past the host's stops
     chunked = lr_find(
-        patched_loss, params, SGD, data, rng=RNG, num_sweeps=K, progress=True, chunk_size=8, **SWEEP
+        params, SGD, data, patched_loss, rng=RNG, settings=K_SWEEPS,
+        options=JaxOptions(progress=True, chunk_size=8), **SWEEP
     )
     # Frozen once the host stopped them: nothing runs past the chunk of the stop.
-    assert chunked.meta["num_steps_run"] < K * STEPS
+    assert chunked.meta["steps_trained"] < K * STEPS
     for other in (single, chunked):
         assert other.ensemble == result.ensemble and other.suggestions == result.suggestions
 
 
 # ------------------------------------------------------------------ independent runs
 
-GRID = {"start_lr": 1e-3, "end_lr": 30.0, "num_steps": 8, "steps_per_lr": 6, "average_last": 2}
+GRID_RANGE = {"start_lr": 1e-3, "end_lr": 30.0}
+GRID = Settings(mode="independent", num_sweeps=2, independent_lrs=8, steps_per_lr=6,
+                average_last=2, **GRID_RANGE)
 
 
 @pytest.fixture(scope="module")
 def independent(params, data):
     """Two curves of independent Adam runs, one compiled call."""
     TRACES.clear()
-    result = lr_find(
-        noisy_loss,
-        params,
-        ADAM,
-        data,
-        rng=RNG,
-        mode="independent",
-        num_sweeps=2,
-        progress=False,
-        **GRID,
-    )
+    result = lr_find(params, ADAM, data, noisy_loss, rng=RNG, settings=GRID, options=QUIET)
     return result, len(TRACES)
 
 
@@ -255,8 +285,8 @@ def hand_step(params, opt_state, batch, key, lr):
 
 def test_each_run_equals_a_hand_written_loop_at_its_lr(params, data, independent):
     result, _ = independent
-    grid = make_config(mode="independent", **GRID).learning_rates()
-    steps = GRID["steps_per_lr"]
+    grid = GRID.independent_grid()
+    steps = GRID.steps_per_lr
     made = ~np.all(np.isnan(result.runs.run_losses), axis=2)
     for curve in range(2):
         for index in np.flatnonzero(made[curve])[[0, 2, -2]]:
@@ -275,7 +305,7 @@ def test_runs_start_alike_and_the_result_scores_them(independent):
     assert runs.shape == (2, 8, 6) and result.runs.average_last == 2
     meta = result.meta
     assert meta["mode"] == "independent" and meta["num_sweeps"] == 2
-    assert meta["vmapped_runs"] == 16 and meta["program_calls"] == 1 and meta["compiled"]
+    assert meta["runs"] == 16 and meta["program_calls"] == 1 and meta["compiled"]
     assert traced >= 1
     for curve in range(2):
         made = ~np.all(np.isnan(runs[curve]), axis=1)
@@ -290,14 +320,22 @@ def test_runs_start_alike_and_the_result_scores_them(independent):
 def test_runs_above_the_stop_are_nan(independent):
     result, _ = independent
     runs = result.runs.run_losses
-    config = result.config
-    assert config.beta == 0.0 and config.skip_start == 0
+    settings = result.settings
+    assert settings.mode == "independent" and settings.independent_lrs == 8
+    # Scores are judged unsmoothed and untrimmed, whatever beta and skip_* say.
+    assert settings.beta == 0.98 and settings.skip_end == 5
+    np.testing.assert_array_equal(result.smoothed_losses, result.losses)
+    np.testing.assert_array_equal(result.ensemble.sweep_smoothed, result.ensemble.sweep_losses)
+    for method, detail in result.suggestions.items():
+        read = suggest(result.lrs, result.losses, method, skip_start=0, skip_end=0,
+                       planned_steps=8)
+        assert detail.curve_lr == read.lr, method
     for curve in range(2):
         made = ~np.all(np.isnan(runs[curve]), axis=1)
         count = int(made.sum())
         assert np.all(made[:count]) and 2 <= count < 8  # the stop fired inside the grid
         scores = end_losses(runs[curve, :count], 2)
-        stop, _ = find_stop(scores, scores, diverge_factor=config.diverge_factor)
+        stop, _ = find_stop(scores, scores, diverge_factor=settings.diverge_factor)
         assert stop == count - 1 == result.ensemble.stop_steps[curve]
         # The stop run rose far above 4x its first loss: the ratio rule did not cut it.
         last = runs[curve, count - 1]
@@ -308,18 +346,8 @@ def test_runs_above_the_stop_are_nan(independent):
 def test_independent_runs_are_not_recompiled(params, data, independent):
     result, _ = independent
     traced = len(TRACES)
-    again = lr_find(
-        noisy_loss,
-        params,
-        ADAM,
-        data,
-        rng=RNG,
-        mode="independent",
-        num_sweeps=2,
-        progress=True,
-        chunk_size=4,
-        **GRID,
-    )
+    again = lr_find(params, ADAM, data, noisy_loss, rng=RNG, settings=GRID,
+                    options=JaxOptions(progress=True, chunk_size=4))
     assert len(TRACES) == traced
     assert not again.meta["compiled"] and again.meta["program_calls"] == 2
     np.testing.assert_array_equal(again.runs.run_losses, result.runs.run_losses)
@@ -327,17 +355,9 @@ def test_independent_runs_are_not_recompiled(params, data, independent):
 
 
 def test_independent_needs_all_its_batches_from_a_one_shot_iterator(params, data):
-    with pytest.raises(ValueError, match=r"ran out after 5 batches; mode='independent' reads 12"):
-        lr_find(
-            noisy_loss,
-            params,
-            ADAM,
-            iter(as_batches(data)[:5]),
-            rng=RNG,
-            mode="independent",
-            num_sweeps=2,
-            **GRID,
-        )
+    with pytest.raises(ValueError, match=r"train_data ran out \(data exhausted after 5 "
+                       r"steps\); mode='independent' reads 12 micro-batches"):
+        lr_find(params, ADAM, iter(as_batches(data)[:5]), noisy_loss, rng=RNG, settings=GRID)
 
 
 @pytest.mark.parametrize("rng", [RNG, jax.random.PRNGKey(7)], ids=["typed", "legacy"])
@@ -348,19 +368,28 @@ def test_curve_keys_fold_the_curve_into_the_users_key(rng):
 
 
 @pytest.mark.parametrize(
-    ("options", "message"),
+    ("mode", "fields", "keywords", "message"),
     [
-        ({"num_sweeps": 0}, "num_sweeps must be an int >= 1"),
-        ({"mode": "grid"}, "unknown mode 'grid'"),
+        (None, {"num_sweeps": 0}, {}, "num_sweeps must be an int >= 1"),
+        ("grid", {}, {}, "unknown mode 'grid'"),
         (
-            {"mode": "independent", "steps_per_lr": 3, "average_last": 4},
+            "independent",
+            {"steps_per_lr": 3, "average_last": 4},
+            {},
             "average_last must be <= steps_per_lr",
+        ),
+        (
+            "independent",
+            {},
+            {"num_steps": 8},
+            r"num_steps is the length of a classic sweep.*Settings\(independent_lrs=",
         ),
     ],
 )
-def test_bad_ensemble_options(params, data, options, message):
+def test_bad_ensemble_options(params, data, mode, fields, keywords, message):
     with pytest.raises(ValueError, match=message):
-        lr_find(mlp_loss, params, ADAM, data, **options)
+        lr_find(params, ADAM, data, mlp_loss, mode=mode, settings=Settings(**fields),
+                **keywords)
 
 
 # ------------------------------------------------------------------ flax nnx
@@ -393,9 +422,10 @@ def test_nnx_sweeps_and_runs_leave_the_module_unchanged(one_batch):
     model = NnxNet(nnx.Rngs(0))
     model.eval()
     before = host_copy(nnx.state(model))
-    quiet = {"start_lr": 1e-8, "end_lr": 1e-7, "diverge_factor": 1e9}
+    quiet = {"start_lr": 1e-8, "end_lr": 1e-7, "options": QUIET}
     sweeps = lr_find_nnx(
-        model, ADAM, one_batch, nnx_loss, num_sweeps=2, num_steps=8, progress=False, **quiet
+        model, ADAM, one_batch, nnx_loss, num_steps=8,
+        settings=Settings(num_sweeps=2, diverge_factor=1e9), **quiet
     )
     assert_tree_equal(before, nnx.state(model))
     assert model.dropout.deterministic and model.norm.use_running_average
@@ -410,10 +440,8 @@ def test_nnx_sweeps_and_runs_leave_the_module_unchanged(one_batch):
         one_batch,
         nnx_loss,
         mode="independent",
-        num_steps=4,
-        steps_per_lr=5,
-        average_last=2,
-        progress=False,
+        settings=Settings(independent_lrs=4, steps_per_lr=5, average_last=2,
+                          diverge_factor=1e9),
         **quiet,
     )
     assert_tree_equal(before, nnx.state(model))
@@ -444,8 +472,9 @@ def test_a_stop_only_float64_sees_in_a_sweep_cut_short_by_the_data(progress):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "ran out" notice
         result = lr_find(
-            replay, {"w": jnp.zeros(2)}, optax.sgd, iter([np.array([v]) for v in values]),
-            num_sweeps=2, progress=progress, chunk_size=7, beta=0.0, diverge_factor=5.0,
+            {"w": jnp.zeros(2)}, optax.sgd, iter([np.array([v]) for v in values]), replay,
+            settings=Settings(num_sweeps=2, beta=0.0, diverge_factor=5.0),
+            options=JaxOptions(progress=progress, chunk_size=7),
             start_lr=1e-5, end_lr=1e-3, num_steps=STEPS,
         )
     assert result.ensemble.stop_steps == [None, 10]

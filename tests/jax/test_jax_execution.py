@@ -13,6 +13,7 @@ import optax
 import pytest
 from lrfind_jax_testing import (
     ADAM,
+    QUIET,
     SGD,
     assert_tree_equal,
     host_copy,
@@ -21,12 +22,11 @@ from lrfind_jax_testing import (
     mlp_loss,
 )
 
-from lrfind_jax import lr_find
+from lrfind_jax import JaxOptions, Settings, lr_find
 from lrfind_jax.sweep import per_step_runner, uses_convolution
 
 STEPS = 40
 SWEEP = {"start_lr": 1e-4, "end_lr": 10.0, "num_steps": STEPS}
-
 
 
 @pytest.fixture(scope="module", name="params")
@@ -41,10 +41,16 @@ def mlp_data() -> tuple[np.ndarray, np.ndarray]:
     return make_data(STEPS)
 
 
-def run_both(params: Any, data: Any, **options: Any) -> tuple[Any, Any]:
+def run_both(
+    params: Any, data: Any, progress: bool = False, chunk_size: int = 20, **keywords: Any
+) -> tuple[Any, Any]:
     """The same lr_find call as one while loop and as per-step dispatches."""
-    looped = lr_find(mlp_loss, params, ADAM, data, execution="while_loop", **options)
-    stepped = lr_find(mlp_loss, params, ADAM, data, execution="per_step", **options)
+
+    def options(execution: str) -> JaxOptions:
+        return JaxOptions(progress=progress, chunk_size=chunk_size, execution=execution)
+
+    looped = lr_find(params, ADAM, data, mlp_loss, options=options("while_loop"), **keywords)
+    stepped = lr_find(params, ADAM, data, mlp_loss, options=options("per_step"), **keywords)
     assert looped.meta["execution"] == "while_loop"
     assert stepped.meta["execution"] == "per_step"
     return looped, stepped
@@ -64,29 +70,29 @@ def test_per_step_sweep_matches_the_while_loop(params, data, progress):
 
 
 def test_per_step_k_sweeps_and_independent_runs_match(params, data):
-    looped, stepped = run_both(params, make_data(3 * STEPS), progress=False, num_sweeps=3,
+    looped, stepped = run_both(params, make_data(3 * STEPS), settings=Settings(num_sweeps=3),
                                **SWEEP)
     np.testing.assert_allclose(
         stepped.ensemble.sweep_losses, looped.ensemble.sweep_losses, rtol=1e-6, equal_nan=True
     )
     assert stepped.stop_step == looped.stop_step
-    grid = {"start_lr": 1e-3, "end_lr": 30.0, "num_steps": 6}
-    looped, stepped = run_both(params, make_data(5), progress=False, mode="independent",
-                               steps_per_lr=5, **grid)
+    grid = Settings(start_lr=1e-3, end_lr=30.0, independent_lrs=6, steps_per_lr=5)
+    looped, stepped = run_both(params, make_data(5), mode="independent", settings=grid)
     np.testing.assert_allclose(stepped.runs.run_losses, looped.runs.run_losses, rtol=1e-6,
                                equal_nan=True)
     np.testing.assert_allclose(stepped.losses, looped.losses, rtol=1e-6, equal_nan=True)
 
 
 def test_per_step_is_deterministic_and_cached(params, data):
-    first = lr_find(mlp_loss, params, SGD, data, execution="per_step", progress=False, **SWEEP)
-    again = lr_find(mlp_loss, params, SGD, data, execution="per_step", progress=False, **SWEEP)
+    per_step = JaxOptions(execution="per_step", progress=False)
+    first = lr_find(params, SGD, data, mlp_loss, options=per_step, **SWEEP)
+    again = lr_find(params, SGD, data, mlp_loss, options=per_step, **SWEEP)
     assert not again.meta["compiled"] and again.meta["compile_time_s"] == 0.0
     np.testing.assert_array_equal(first.losses, again.losses)
 
 
 def test_auto_uses_the_while_loop_without_convolutions(params, data):
-    result = lr_find(mlp_loss, params, ADAM, data, progress=False, **SWEEP)
+    result = lr_find(params, ADAM, data, mlp_loss, options=QUIET, **SWEEP)
     assert result.meta["execution"] == "while_loop"
 
 
@@ -110,11 +116,12 @@ def test_auto_uses_per_step_for_convolutions_on_the_cpu():
     data = (rng.normal(size=(12, 4, 6, 6, 2)).astype(np.float32),
             rng.integers(0, 3, size=(12, 4)).astype(np.int32))
     params = conv_params()
-    options = {"start_lr": 1e-4, "end_lr": 1.0, "num_steps": 12, "progress": False}
-    auto = lr_find(conv_loss, params, ADAM, data, **options)
+    sweep = {"start_lr": 1e-4, "end_lr": 1.0, "num_steps": 12}
+    auto = lr_find(params, ADAM, data, conv_loss, options=QUIET, **sweep)
     assert jax.devices()[0].platform == "cpu"
     assert auto.meta["execution"] == "per_step"
-    looped = lr_find(conv_loss, params, ADAM, data, execution="while_loop", **options)
+    looped = lr_find(params, ADAM, data, conv_loss,
+                     options=JaxOptions(progress=False, execution="while_loop"), **sweep)
     np.testing.assert_allclose(auto.losses, looped.losses, rtol=1e-5)
 
 
@@ -137,13 +144,14 @@ def test_runner_stops_dispatching_once_every_run_is_done():
     def step(carry: Any, inputs: Any) -> tuple[Any, jax.Array]:
         calls.append(1)
         new = carry._replace(step=carry.step + 1)
-        return new, jnp.asarray(int(new.step) >= 3)
+        return new, jnp.asarray(int(new.step[0]) >= 3)
 
     State = namedtuple("State", "step")
     Inputs = namedtuple("Inputs", "end")
-    run = per_step_runner(step)
-    final = run(State(jnp.int32(0)), Inputs(np.int32(50)))
+    run = per_step_runner(step, None, None)
+    # One run: the step and the end have the leading run axis.
+    final = run(State(jnp.zeros(1, jnp.int32)), Inputs(np.full(1, 50, np.int32)))
     # done flags of finished computations are read without waiting; on the CPU
     # a flag is ready right after dispatch, so the runner stops at the third.
-    assert int(final.step) == len(calls)
+    assert int(final.step[0]) == len(calls)
     assert 3 <= len(calls) < 50

@@ -3,7 +3,8 @@
 import numpy as np
 import optax
 
-from lrfind_core import LRFindResult, exponential_schedule
+from lrfind_core import LRFindResult
+from lrfind_core.schedules import exponential_schedule
 from lrfind_jax import one_cycle_schedule
 
 LRS = exponential_schedule(1e-6, 10.0, 100)
@@ -26,7 +27,7 @@ def test_lr_find_suggests_for_the_schedule_it_is_asked_for():
     import jax
     import jax.numpy as jnp
 
-    from lrfind_jax import lr_find
+    from lrfind_jax import JaxOptions, lr_find
 
     def loss_fn(params, batch):
         inputs, targets = batch
@@ -35,9 +36,11 @@ def test_lr_find_suggests_for_the_schedule_it_is_asked_for():
     inputs = jax.random.normal(jax.random.key(0), (40, 16, 4))
     data = (inputs, inputs @ jnp.arange(4.0))
     params = {"w": jnp.zeros(4)}
-    options = {"num_steps": 40, "start_lr": 1e-4, "end_lr": 10.0, "progress": False}
-    constant = lr_find(loss_fn, params, optax.sgd, data, for_schedule="constant", **options)
-    default = lr_find(loss_fn, params, optax.sgd, data, **options)
-    assert (constant.config.for_schedule, default.config.for_schedule) == ("constant", "one_cycle")
+    options = {"num_steps": 40, "start_lr": 1e-4, "end_lr": 10.0,
+               "options": JaxOptions(progress=False)}
+    constant = lr_find(params, optax.sgd, data, loss_fn, for_schedule="constant", **options)
+    default = lr_find(params, optax.sgd, data, loss_fn, **options)
+    assert (constant.settings.for_schedule, default.settings.for_schedule) == (
+        "constant", "one_cycle")
     np.testing.assert_array_equal(constant.losses, default.losses)
     assert constant.suggestion == default.suggest(for_schedule="constant").lr

@@ -11,6 +11,7 @@ import optax
 import pytest
 from lrfind_jax_testing import (
     ADAM,
+    QUIET,
     as_batches,
     assert_tree_equal,
     host_copy,
@@ -20,8 +21,9 @@ from lrfind_jax_testing import (
     patch_monitor,
 )
 
-from lrfind_core import STOP_NONE, LRFindResult, ewa_smooth, find_stop, make_config
-from lrfind_jax import DEFAULT_CHUNK_SIZE, clear_program_cache, lr_find
+from lrfind_core import LRFindResult, ewa_smooth, find_stop
+from lrfind_core.stopping import STOP_NONE
+from lrfind_jax import DEFAULT_CHUNK_SIZE, JaxOptions, Settings, clear_program_cache, lr_find
 
 STEPS = 60
 SWEEP = {"start_lr": 1e-4, "end_lr": 10.0, "num_steps": STEPS}
@@ -40,7 +42,7 @@ def data():
 @pytest.fixture(scope="module")
 def single(params, data):
     """The reference sweep: stacked data, one compiled call."""
-    return lr_find(mlp_loss, params, ADAM, data, progress=False, **SWEEP)
+    return lr_find(params, ADAM, data, mlp_loss, options=QUIET, **SWEEP)
 
 
 def test_curve_falls_then_diverges_and_stops_early(single):
@@ -58,17 +60,17 @@ def test_curve_falls_then_diverges_and_stops_early(single):
 
 
 def test_lrs_are_the_float64_schedule(params, data, single):
-    planned = make_config(**SWEEP).learning_rates()
+    planned = Settings(**SWEEP).learning_rates()
     assert single.lrs.dtype == np.float64
     np.testing.assert_array_equal(single.lrs, planned[: len(single.lrs)])
-    # Presets and methods reach the config; the schedule is data (no new program).
-    fastai = lr_find(mlp_loss, params, ADAM, data, progress=False, preset="fastai",
-                     method="steep", **SWEEP)
+    # Presets and methods reach the settings; the schedule is data (no new program).
+    fastai = lr_find(params, ADAM, data, mlp_loss, options=QUIET,
+                     settings=Settings.preset_named("fastai", method="steep"), **SWEEP)
     assert not fastai.meta["compiled"]
-    assert fastai.config.preset == "fastai" and not fastai.config.include_end
-    assert fastai.config.default_method == "steep"
-    assert fastai.suggestion == fastai.suggestions["steep"]
-    planned = make_config("fastai", **SWEEP).learning_rates()
+    assert fastai.settings.preset == "fastai" and not fastai.settings.include_end
+    assert fastai.settings.method == "steep"
+    assert fastai.suggestion == fastai.suggestions["steep"].lr
+    planned = Settings.preset_named("fastai", **SWEEP).learning_rates()
     np.testing.assert_array_equal(fastai.lrs, planned[: len(fastai.lrs)])
     assert fastai.lrs[-1] < single.lrs[-1] or len(fastai.lrs) != len(single.lrs)
 
@@ -78,7 +80,7 @@ def test_in_loop_stop_agrees_with_the_core_float64_rule(single):
                            diverge_factor=4.0)
     assert code != STOP_NONE and stop == single.stop_step
     # The float32 rule inside the loop ended it at the same step: nothing ran past it.
-    assert single.meta["num_steps_run"] == single.stop_step + 1
+    assert single.meta["steps_trained"] == single.stop_step + 1
     assert single.meta["in_loop_resumes"] == 0
     assert single.meta["program_calls"] == 1
 
@@ -104,7 +106,7 @@ def test_result_saves_and_loads(single, tmp_path):
 
 
 def test_deterministic(params, data, single):
-    again = lr_find(mlp_loss, params, ADAM, data, progress=False, **SWEEP)
+    again = lr_find(params, ADAM, data, mlp_loss, options=QUIET, **SWEEP)
     np.testing.assert_array_equal(again.losses, single.losses)
     assert again.stop_step == single.stop_step and again.suggestions == single.suggestions
 
@@ -117,15 +119,16 @@ def test_second_call_with_the_same_shapes_does_not_recompile(params, data):
         traces.append(1)  # runs when traced, never when compiled code runs
         return mlp_loss(p, batch)
 
-    first = lr_find(counted_loss, params, ADAM, data, progress=False, **SWEEP)
+    first = lr_find(params, ADAM, data, counted_loss, options=QUIET, **SWEEP)
     traced = len(traces)
     assert traced >= 1 and first.meta["compiled"] and first.meta["compile_time_s"] > 0
-    second = lr_find(counted_loss, params, ADAM, data, progress=True, **SWEEP)
+    second = lr_find(params, ADAM, data, counted_loss, options=JaxOptions(progress=True),
+                     **SWEEP)
     assert len(traces) == traced
     assert not second.meta["compiled"] and second.meta["compile_time_s"] == 0.0
     assert second.meta["chunk_size"] == DEFAULT_CHUNK_SIZE == 20
     # Another LR range is data, not a new program.
-    third = lr_find(counted_loss, params, ADAM, data, progress=False, start_lr=1e-5,
+    third = lr_find(params, ADAM, data, counted_loss, options=QUIET, start_lr=1e-5,
                     end_lr=1.0, num_steps=STEPS)
     assert len(traces) == traced and not third.meta["compiled"]
     np.testing.assert_array_equal(second.losses, first.losses)
@@ -133,8 +136,8 @@ def test_second_call_with_the_same_shapes_does_not_recompile(params, data):
 
 @pytest.mark.parametrize("chunk_size", [1, 7, 25])
 def test_progress_and_chunking_give_identical_results(params, data, single, chunk_size):
-    chunked = lr_find(mlp_loss, params, ADAM, data, progress=True, chunk_size=chunk_size,
-                      **SWEEP)
+    chunked = lr_find(params, ADAM, data, mlp_loss,
+                      options=JaxOptions(progress=True, chunk_size=chunk_size), **SWEEP)
     assert chunked.meta["loop"] == "chunked" and chunked.meta["chunk_size"] == chunk_size
     np.testing.assert_array_equal(chunked.losses, single.losses)
     assert chunked.stop_step == single.stop_step and chunked.suggestions == single.suggestions
@@ -143,8 +146,8 @@ def test_progress_and_chunking_give_identical_results(params, data, single, chun
 
 def test_list_of_batches_gives_the_stacked_result(params, data, single):
     for progress in (False, True):
-        listed = lr_find(mlp_loss, params, ADAM, as_batches(data), progress=progress,
-                         chunk_size=8, **SWEEP)
+        listed = lr_find(params, ADAM, as_batches(data), mlp_loss,
+                         options=JaxOptions(progress=progress, chunk_size=8), **SWEEP)
         assert listed.meta["data"] == "sequence"
         np.testing.assert_array_equal(listed.losses, single.losses)
         assert listed.stop_step == single.stop_step
@@ -156,11 +159,11 @@ def test_generator_and_dict_batches(params, data):
     def dict_loss(p, batch):
         return mlp_loss(p, (batch["x"], batch["y"]))
 
-    stacked = lr_find(dict_loss, params, ADAM, {"x": inputs, "y": labels}, progress=False,
+    stacked = lr_find(params, ADAM, {"x": inputs, "y": labels}, dict_loss, options=QUIET,
                       **SWEEP)
-    generated = lr_find(dict_loss, params, ADAM,
-                        ({"x": inputs[i], "y": labels[i]} for i in range(STEPS)),
-                        progress=False, chunk_size=16, **SWEEP)
+    generated = lr_find(params, ADAM,
+                        ({"x": inputs[i], "y": labels[i]} for i in range(STEPS)), dict_loss,
+                        options=JaxOptions(progress=False, chunk_size=16), **SWEEP)
     np.testing.assert_array_equal(generated.losses, stacked.losses)
 
 
@@ -172,9 +175,9 @@ def test_torch_dataloader_batches(params, data):
         torch.from_numpy(labels.reshape(-1)).long(),
     )
     loader = torch.utils.data.DataLoader(dataset, batch_size=inputs.shape[1], shuffle=False)
-    result = lr_find(mlp_loss, params, ADAM, loader, progress=False, **SWEEP)
-    reference = lr_find(mlp_loss, params, ADAM, (inputs, labels.astype(np.int64)),
-                        progress=False, **SWEEP)
+    result = lr_find(params, ADAM, loader, mlp_loss, options=QUIET, **SWEEP)
+    reference = lr_find(params, ADAM, (inputs, labels.astype(np.int64)), mlp_loss,
+                        options=QUIET, **SWEEP)
     np.testing.assert_array_equal(result.losses, reference.losses)
 
 
@@ -182,20 +185,25 @@ def test_short_data_is_cycled_with_a_warning(params, data):
     inputs, labels = data
     short = (inputs[:10], labels[:10])
     repeated = (np.concatenate([inputs[:10]] * 6), np.concatenate([labels[:10]] * 6))
-    expected = lr_find(mlp_loss, params, ADAM, repeated, progress=False, **SWEEP)
-    with pytest.warns(UserWarning, match="holds 10 batches, fewer than the sweep's 60; cycling"):
-        stacked = lr_find(mlp_loss, params, ADAM, short, progress=False, **SWEEP)
-    with pytest.warns(UserWarning, match="has 10 batches, fewer than the sweep needs; cycling"):
-        listed = lr_find(mlp_loss, params, ADAM, as_batches(short), progress=False,
-                         chunk_size=8, **SWEEP)
+    expected = lr_find(params, ADAM, repeated, mlp_loss, options=QUIET, **SWEEP)
+    with pytest.warns(UserWarning,
+                      match="train_data holds 10 batches, fewer than the 60 the runs read; "
+                      "cycling"):
+        stacked = lr_find(params, ADAM, short, mlp_loss, options=QUIET, **SWEEP)
+    with pytest.warns(UserWarning,
+                      match="train_data has 10 batches, fewer than the sweep needs; cycling"):
+        listed = lr_find(params, ADAM, as_batches(short), mlp_loss,
+                         options=JaxOptions(progress=False, chunk_size=8), **SWEEP)
     np.testing.assert_array_equal(stacked.losses, expected.losses)
     np.testing.assert_array_equal(listed.losses, expected.losses)
 
 
 def test_one_shot_iterator_that_runs_out_ends_the_sweep(params, data):
     batches = iter(as_batches(data)[:25])
-    with pytest.warns(UserWarning, match="ran out after 25 batches"):
-        result = lr_find(mlp_loss, params, ADAM, batches, progress=False, chunk_size=8,
+    with pytest.warns(UserWarning,
+                      match="the sweep ended early: data exhausted after 25 steps"):
+        result = lr_find(params, ADAM, batches, mlp_loss,
+                         options=JaxOptions(progress=False, chunk_size=8),
                          start_lr=1e-5, end_lr=1e-3, num_steps=STEPS)
     assert result.stop_reason == "data exhausted after 25 steps"
     assert result.stop_step is None and len(result.losses) == 25
@@ -206,17 +214,18 @@ def test_user_arrays_are_untouched(params, data):
     before_params, before_data = host_copy(params), host_copy(data)
     device_data = jax.device_put(data)
     for progress in (False, True):
-        lr_find(mlp_loss, params, ADAM, device_data, progress=progress, **SWEEP)
+        lr_find(params, ADAM, device_data, mlp_loss, options=JaxOptions(progress=progress),
+                **SWEEP)
     assert_tree_equal(before_params, params)
     assert_tree_equal(before_data, device_data)
     assert_tree_equal(before_data, data)
 
 
 def test_factory_optimizer_is_injected_by_lrfind(params, data):
-    result = lr_find(mlp_loss, params, optax.adam, data, progress=False, **SWEEP)
+    result = lr_find(params, optax.adam, data, mlp_loss, options=QUIET, **SWEEP)
     assert result.stop_reason in ("diverged", "non-finite loss")
     assert result.meta["lr_groups"][0]["base_lr"] == 1.0
-    again = lr_find(mlp_loss, params, optax.adam, data, progress=False, **SWEEP)
+    again = lr_find(params, optax.adam, data, mlp_loss, options=QUIET, **SWEEP)
     assert not again.meta["compiled"]  # the wrapped factory is reused
     np.testing.assert_array_equal(again.losses, result.losses)
 
@@ -232,9 +241,10 @@ def test_stateful_form_gets_a_fresh_key_each_step(params, data):
         }
 
     state = {"count": jnp.zeros((), jnp.int32)}
-    kwargs = {"start_lr": 1e-7, "end_lr": 1e-6, "num_steps": 20, "diverge_factor": 1e9}
-    result = lr_find(noisy_loss, params, ADAM, data, model_state=state,
-                     rng=jax.random.key(3), progress=False, **kwargs)
+    kwargs = {"start_lr": 1e-7, "end_lr": 1e-6, "num_steps": 20,
+              "settings": Settings(diverge_factor=1e9)}
+    result = lr_find(params, ADAM, data, noisy_loss, model_state=state,
+                     rng=jax.random.key(3), options=QUIET, **kwargs)
     expected = [float(jax.random.uniform(jax.random.fold_in(jax.random.key(3), m), ()))
                 for m in range(20)]
     np.testing.assert_allclose(result.losses, expected, rtol=1e-6)
@@ -248,8 +258,8 @@ def test_stateful_form_gets_a_fresh_key_each_step(params, data):
             "count": state["count"] + 1.0
         }
 
-    counted = lr_find(counting_loss, params, ADAM, data, model_state=state, progress=True,
-                      chunk_size=6, **kwargs)
+    counted = lr_find(params, ADAM, data, counting_loss, model_state=state,
+                      options=JaxOptions(progress=True, chunk_size=6), **kwargs)
     np.testing.assert_array_equal(counted.losses, np.arange(1, 21))
 
 
@@ -257,14 +267,15 @@ def test_legacy_uint32_keys_work_like_typed_keys(params, data):
     def noisy(p, state, batch, key):
         return mlp_loss(p, batch) + jax.random.uniform(key, ()), state
 
-    quiet = {"start_lr": 1e-7, "end_lr": 1e-6, "num_steps": 10, "diverge_factor": 1e9}
-    legacy = lr_find(noisy, params, ADAM, data, rng=jax.random.PRNGKey(5), progress=False,
+    quiet = {"start_lr": 1e-7, "end_lr": 1e-6, "num_steps": 10,
+             "settings": Settings(diverge_factor=1e9)}
+    legacy = lr_find(params, ADAM, data, noisy, rng=jax.random.PRNGKey(5), options=QUIET,
                      **quiet)
-    typed = lr_find(noisy, params, ADAM, data, rng=jax.random.wrap_key_data(
-        jax.random.PRNGKey(5)), progress=False, **quiet)
+    typed = lr_find(params, ADAM, data, noisy, rng=jax.random.wrap_key_data(
+        jax.random.PRNGKey(5)), options=QUIET, **quiet)
     np.testing.assert_array_equal(legacy.losses, typed.losses)
     with pytest.raises(ValueError, match=r"single key, got a key array of shape \(2,\)"):
-        lr_find(noisy, params, ADAM, data, rng=jax.random.split(jax.random.key(0)), **quiet)
+        lr_find(params, ADAM, data, noisy, rng=jax.random.split(jax.random.key(0)), **quiet)
 
 
 def test_unhashable_functions_work_but_recompile(params, data):
@@ -277,8 +288,8 @@ def test_unhashable_functions_work_but_recompile(params, data):
         def __call__(self, p, batch):
             return mlp_loss(p, batch)
 
-    first = lr_find(Loss(), params, ADAM, data, progress=False, num_steps=10)
-    second = lr_find(Loss(), params, ADAM, data, progress=False, num_steps=10)
+    first = lr_find(params, ADAM, data, Loss(), options=QUIET, num_steps=10)
+    second = lr_find(params, ADAM, data, Loss(), options=QUIET, num_steps=10)
     assert first.meta["compiled"] and second.meta["compiled"]
     np.testing.assert_array_equal(first.losses, second.losses)
 
@@ -293,7 +304,7 @@ def test_an_early_in_loop_stop_hint_is_resumed_until_the_host_rule_fires(
     def other_loss(p, batch):  # a new function: a new program with the patch in it
         return mlp_loss(p, batch)
 
-    result = lr_find(other_loss, params, ADAM, data, progress=False, **SWEEP)
+    result = lr_find(params, ADAM, data, other_loss, options=QUIET, **SWEEP)
     assert result.meta["in_loop_resumes"] == 2 and result.meta["program_calls"] == 3
     np.testing.assert_array_equal(result.losses, single.losses)
     assert result.stop_step == single.stop_step
@@ -307,41 +318,49 @@ def test_a_missed_in_loop_stop_is_caught_by_the_host(monkeypatch, params, data, 
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # overflow after the divergence
-        result = lr_find(another_loss, params, ADAM, data, progress=False, **SWEEP)
-    assert result.meta["num_steps_run"] == STEPS
+        result = lr_find(params, ADAM, data, another_loss, options=QUIET, **SWEEP)
+    assert result.meta["steps_trained"] == STEPS
     assert result.stop_step == single.stop_step
     np.testing.assert_array_equal(result.losses, single.losses)
 
 
-def test_sweep_loop_vmaps_over_keys(params, data):
-    """The loop is pure and vmaps over the carry and the key (what num_sweeps and
-    mode="independent" build on, see test_jax_ensemble.py)."""
-    from lrfind_core import MonitorSettings
-    from lrfind_jax.injection import find_lr_groups, lr_tables
-    from lrfind_jax.sweep import SweepInputs, SweepSpec, initial_carry, sweep_loop
+def test_a_program_of_runs_vmaps_the_pure_loop_of_one_run(params, data):
+    """The loop of one run is pure and vmaps over the carry and the per-run inputs (the
+    key here): run r of a 2-run program equals the 1-run program given run r's key
+    (what num_sweeps and mode="independent" build on, see test_jax_ensemble.py)."""
+    from lrfind_core.plan import plan_sweeps
+    from lrfind_jax.injection import find_lr_groups
+    from lrfind_jax.runs import run_inputs, run_tables, start_runs
+    from lrfind_jax.sweep import SweepSpec, loop_function
 
     def noisy(p, state, batch, key):
         return mlp_loss(p, batch) + 0.1 * jax.random.normal(key, ()), state
 
     opt_state = ADAM.init(params)
     groups = find_lr_groups(opt_state)
-    spec = SweepSpec(noisy, True, ADAM, (groups[0].leaf_index,), 1,
-                     MonitorSettings(0.98, True, 1e9))
-    config = make_config(start_lr=1e-5, end_lr=1e-2, num_steps=8)
-    tables = tuple(jnp.asarray(t) for t in lr_tables(config.learning_rates(), groups))
-    carry = initial_carry(params, opt_state, None, 8, jnp.float32)
+    stacked = jax.device_put(data)
     keys = jnp.stack([jax.random.key(0), jax.random.key(1)])
-    batched = jax.tree_util.tree_map(lambda x: jnp.stack([x, x]), carry)
 
-    def one(c, key):
-        return sweep_loop(spec, c, SweepInputs(jax.device_put(data), tables, key,
-                                               jnp.int32(0), jnp.int32(8)))
+    def program(runs, rng):
+        settings = Settings(start_lr=1e-5, end_lr=1e-2, num_steps=8, diverge_factor=1e9,
+                            num_sweeps=runs)
+        plan = plan_sweeps(settings)
+        spec = SweepSpec(noisy, True, ADAM, (groups[0].leaf_index,), 1, plan.stop, runs=runs)
+        inputs = run_inputs(plan, stacked, STEPS, run_tables(plan, groups), jax.random.key(9),
+                            None)
+        # Every run on the same batches, with its own key.
+        inputs = inputs._replace(rng=rng, data_offset=np.zeros(runs, np.int32))
+        carry = start_runs(plan, (params, opt_state, None), np.dtype(np.float32), False)
+        return jax.jit(loop_function(spec))(carry, inputs)
 
-    out = jax.jit(jax.vmap(one))(batched, keys)
+    out = program(2, keys)
     assert out.losses.shape == (2, 8) and np.all(np.isfinite(out.losses))
     assert not np.array_equal(out.losses[0], out.losses[1])
-    solo = jax.jit(one)(carry, keys[1])
-    np.testing.assert_allclose(out.losses[1], solo.losses, rtol=1e-5)
+    solo = program(1, keys[1:])
+    assert solo.losses.shape == (1, 8)
+    np.testing.assert_allclose(out.losses[1], solo.losses[0], rtol=1e-5)
+    np.testing.assert_array_equal(out.step, [8, 8])
+    assert_tree_equal(host_copy(params), params)
 
 
 def test_host_check_folds_each_loss_once_and_skips_the_last_call(monkeypatch, params, data):
@@ -358,11 +377,12 @@ def test_host_check_folds_each_loss_once_and_skips_the_last_call(monkeypatch, pa
 
     monkeypatch.setattr(lrfind_core.monitor, "monitor_update", counting)
     quiet = {"start_lr": 1e-5, "end_lr": 1e-3, "num_steps": 40}
-    chunked = lr_find(mlp_loss, params, ADAM, data, progress=True, chunk_size=3, **quiet)
+    chunked = lr_find(params, ADAM, data, mlp_loss,
+                      options=JaxOptions(progress=True, chunk_size=3), **quiet)
     assert chunked.meta["program_calls"] == 14 and chunked.stop_step is None
     assert folded == list(chunked.losses[:39])  # every loss once, in order; not the last call's
     folded.clear()
-    lr_find(mlp_loss, params, ADAM, data, progress=False, **quiet)
+    lr_find(params, ADAM, data, mlp_loss, options=QUIET, **quiet)
     assert folded == []
 
 
@@ -379,12 +399,12 @@ def test_program_key_tells_python_scalars_from_numpy_scalars(data):
         return jnp.sum((p["w"] * p["s"] - batch[0][:, :2]) ** 2)
 
     w = (jnp.arange(2, dtype=jnp.float32) / 3 + 0.1).astype(jnp.bfloat16)
-    sweep = {"progress": False, "num_steps": 6, "start_lr": 1e-4, "end_lr": 1e-2}
+    sweep = {"options": QUIET, "num_steps": 6, "start_lr": 1e-4, "end_lr": 1e-2}
     clear_program_cache()
-    strong = lr_find(loss, {"w": w, "s": np.float32(1.1)}, optax.sgd, data, **sweep)
+    strong = lr_find({"w": w, "s": np.float32(1.1)}, optax.sgd, data, loss, **sweep)
     clear_program_cache()
-    weak = lr_find(loss, {"w": w, "s": 1.1}, optax.sgd, data, **sweep)
-    again = lr_find(loss, {"w": w, "s": np.float32(1.1)}, optax.sgd, data, **sweep)
+    weak = lr_find({"w": w, "s": 1.1}, optax.sgd, data, loss, **sweep)
+    again = lr_find({"w": w, "s": np.float32(1.1)}, optax.sgd, data, loss, **sweep)
     assert again.meta["compiled"]  # not the weak program from the cache
     np.testing.assert_array_equal(again.losses, strong.losses)
     assert not np.array_equal(weak.losses, strong.losses)

@@ -73,8 +73,8 @@ def main() -> None:
             torch_result, jax_result = run_torch(case), run_jax(case)
             head, tail, at_stop, same_stop = _curves(torch_result, jax_result)
             same_suggestions = same_stop and all(
-                torch_result.suggestion_details[m].index == jax_result.suggestion_details[m].index
-                for m in torch_result.suggestion_details
+                torch_result.suggestions[m].index == jax_result.suggestions[m].index
+                for m in torch_result.suggestions
             )
             reference: tuple[float, ...] = (np.nan, np.nan, np.nan)
             if args.float64:

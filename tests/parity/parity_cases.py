@@ -19,6 +19,7 @@ the compiled sweep.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,8 +33,9 @@ import torch
 import torch.nn.functional as F
 from flax import nnx
 
-from lrfind_core import LRFindResult
-from lrfind_jax import lr_find_nnx
+from lrfind_core import LRFindResult, Settings
+from lrfind_jax import JaxOptions, lr_find_nnx
+from lrfind_torch import TorchOptions
 from lrfind_torch import lr_find as torch_lr_find
 
 BATCH = 16
@@ -572,6 +574,7 @@ such steps. With 40 steps over the same range, 5 of 120 runs differed by more th
 (worst 0.29); with 32 steps, 3 of 230 (worst 3.2e-5) and 1 (1.1e-3). docs/parity.md."""
 
 SEEDS = (0, 1, 2)
+VAL_BATCHES = 4
 
 
 def nnx_cross_entropy(model: nnx.Module, batch: tuple[jax.Array, jax.Array]) -> jax.Array:
@@ -593,6 +596,8 @@ class Case:
       base_lrs: one base LR, or (body, head) for two param groups.
       accumulation_steps: torch ``accumulation_steps``; ``optax.MultiSteps`` in JAX.
       preset: the lrfind preset on both sides (None: lrfind's default).
+      val_every: record the validation loss over :data:`VAL_BATCHES` batches of their
+        own every ``val_every`` steps (eval mode on both sides), or None: the training loss.
     """
 
     model: str
@@ -601,6 +606,7 @@ class Case:
     base_lrs: tuple[float, ...] = (1e-3,)
     accumulation_steps: int = 1
     preset: str | None = None
+    val_every: int | None = None
 
     @property
     def id(self) -> str:
@@ -611,6 +617,8 @@ class Case:
             parts.append(f"accumulate{self.accumulation_steps}")
         if self.preset is not None:
             parts.append(self.preset)
+        if self.val_every is not None:
+            parts.append(f"val{self.val_every}")
         return "-".join([*parts, f"seed{self.seed}"])
 
     @property
@@ -619,12 +627,27 @@ class Case:
         return self.id.rsplit("-seed", 1)[0]
 
     def sweep(self) -> dict[str, Any]:
-        return {**SWEEP, "preset": self.preset}
+        """The sweep's keywords on both sides: the LR range and the settings (JAX gets
+        the same accumulation from ``optax.MultiSteps``, and says so in its settings)."""
+        return {**SWEEP, "settings": self.settings()}
 
     def batches(self) -> tuple[np.ndarray, np.ndarray]:
         """Every micro-batch of the sweep, in torch's layout, in the order both use."""
         count = SWEEP["num_steps"] * self.accumulation_steps
         return model_pair(self.model).data(self.seed, count)
+
+    def validation_batches(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The validation batches in torch's layout (other data than the sweep's), or None."""
+        if self.val_every is None:
+            return None
+        return model_pair(self.model).data(1000 + self.seed, VAL_BATCHES)
+
+    def settings(self) -> Settings:
+        """Both sides' settings: the preset, the accumulation and the validation."""
+        changes: dict[str, Any] = {"accumulation_steps": self.accumulation_steps}
+        if self.val_every is not None:
+            changes.update(val_every=self.val_every, val_batches=VAL_BATCHES)
+        return Settings.preset_named(self.preset or "lrfind", **changes)
 
 
 def cases(seeds: tuple[int, ...] = SEEDS) -> dict[str, list[Case]]:
@@ -654,6 +677,14 @@ def cases(seeds: tuple[int, ...] = SEEDS) -> dict[str, list[Case]]:
             )
             for s in seeds
         ],
+        # Validation points in eval mode. Not cnn_bn: eval mode normalizes with the running
+        # variance, which torch updates with the unbiased batch variance and Flax with the
+        # biased one (the curves part by 1e-5 before the stop, 1e-2 at it).
+        "validation": [
+            Case(model, optimizer, s, val_every=2)
+            for model, optimizer in (("mlp", "adam"), ("transformer", "adamw"))
+            for s in seeds
+        ],
     }
 
 
@@ -676,9 +707,16 @@ def run_torch(
         (torch.from_numpy(x).to(dtype), torch.from_numpy(y.astype(np.int64)))
         for x, y in zip(inputs, labels, strict=True)
     ]
+    validation = case.validation_batches()
+    val_data = None
+    if validation is not None:
+        val_data = [
+            (torch.from_numpy(x).to(dtype), torch.from_numpy(y.astype(np.int64)))
+            for x, y in zip(*validation, strict=True)
+        ]
     return torch_lr_find(
-        model, optimizer, batches, loss_fn=torch_cross_entropy, progress=False,
-        accumulation_steps=case.accumulation_steps, **case.sweep(),
+        model, optimizer, batches, torch_cross_entropy, val_data=val_data,
+        options=TorchOptions(progress=False), **case.sweep(),
     )
 
 
@@ -691,8 +729,16 @@ def run_jax(case: Case) -> LRFindResult:
     transformation = optax_transformation(
         case.optimizer, case.base_lrs, case.accumulation_steps
     )
+    validation = case.validation_batches()
+    val_data = None
+    if validation is not None:
+        val_data = (pair.to_flax_inputs(validation[0]), validation[1])
+    # The accumulation is in the transformation (optax.MultiSteps), not in the settings.
+    sweep = case.sweep()
+    sweep["settings"] = dataclasses.replace(sweep["settings"], accumulation_steps=1)
     return lr_find_nnx(
-        model, transformation, data, nnx_cross_entropy, progress=False, **case.sweep()
+        model, transformation, data, nnx_cross_entropy, val_data=val_data,
+        options=JaxOptions(progress=False), **sweep,
     )
 
 

@@ -138,10 +138,10 @@ def read_point(result: LRFindResult, method: str, suggestion: Suggestion) -> int
     begin, end = trim_curve(
         len(smoothed),
         int(finite[0]) if len(finite) else len(smoothed),
-        skip_start=result.config.skip_start
-        if result.config.skip_start is not None
+        skip_start=result.settings.skip_start
+        if result.settings.skip_start is not None
         else result.planned_points // 10,
-        skip_end=result.config.skip_end,
+        skip_end=result.settings.skip_end,
     )
     return begin + int(np.argmin(smoothed[begin:end]))
 
@@ -152,7 +152,7 @@ def _text_and_numbers(reason: str) -> tuple[str, list[float]]:
 
 def _comparable(result: LRFindResult) -> dict[str, Any]:
     data = result.to_dict()
-    for name in (*FRAMEWORK_FIELDS, *CURVE_FIELDS, "suggestion_details"):
+    for name in (*FRAMEWORK_FIELDS, *CURVE_FIELDS, "suggestions"):
         data.pop(name)
     return data
 
@@ -160,7 +160,7 @@ def _comparable(result: LRFindResult) -> dict[str, Any]:
 def assert_same_suggestions(torch_result: LRFindResult, jax_result: LRFindResult) -> None:
     """Same methods; per method every field equal (numbers in the reason within 1e-3),
     or the indices one apart where both curves are flat between the points read."""
-    ours, theirs = torch_result.suggestion_details, jax_result.suggestion_details
+    ours, theirs = torch_result.suggestions, jax_result.suggestions
     assert list(ours) == list(theirs)
     for method, mine in ours.items():
         other = theirs[method]
@@ -185,10 +185,10 @@ def assert_same_suggestions(torch_result: LRFindResult, jax_result: LRFindResult
         fields, other_fields = asdict(mine), asdict(other)
         fields.pop("reason"), other_fields.pop("reason")
         assert fields == other_fields, method
-    default = torch_result.config.default_method
+    default = torch_result.settings.method
     if ours[default].index == theirs[default].index:
         assert torch_result.suggestion == jax_result.suggestion
-        assert torch_result.suggestions == jax_result.suggestions
+        assert {m: s.lr for m, s in ours.items()} == {m: s.lr for m, s in theirs.items()}
 
 
 def assert_same_result(

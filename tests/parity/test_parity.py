@@ -18,6 +18,7 @@ import torch
 from flax import nnx
 from parity_cases import (
     MODELS,
+    SWEEP,
     Case,
     cases,
     nnx_cross_entropy,
@@ -36,7 +37,7 @@ from parity_checks import (
 )
 
 from lrfind_core import LRFindResult
-from lrfind_jax import lr_find
+from lrfind_jax import JaxOptions, lr_find
 from lrfind_jax.injection import find_lr_groups, lr_tables
 
 SUITE = cases()
@@ -64,7 +65,7 @@ def test_two_param_groups(case: Case) -> None:
     _, model = MODELS[case.model].build(case.seed)
     transformation = optax_transformation(case.optimizer, case.base_lrs)
     opt_state = transformation.init(nnx.state(model, nnx.Param))
-    tables = lr_tables(torch_result.config.learning_rates(), find_lr_groups(opt_state))
+    tables = lr_tables(torch_result.settings.learning_rates(), find_lr_groups(opt_state))
     jax_lrs = np.stack([table.astype(np.float64) for table in tables], axis=1)
     np.testing.assert_array_equal(np.array(applied), jax_lrs[: len(applied)])
     assert len(applied) == len(torch_result.losses)
@@ -92,8 +93,59 @@ def test_stock_optax_adam_gives_the_same_stop_and_suggestions(case: Case) -> Non
 @pytest.mark.parametrize("case", SUITE["presets"], ids=_ids("presets"))
 def test_presets(case: Case) -> None:
     torch_result, jax_result = run_torch(case), run_jax(case)
-    assert torch_result.config.preset == case.preset
+    assert torch_result.settings.preset == jax_result.settings.preset == case.preset
     assert_same_result(torch_result, jax_result)
+
+
+@pytest.mark.parametrize("case", SUITE["validation"], ids=_ids("validation"))
+def test_validation_curves(case: Case) -> None:
+    """val_data on both sides: a point every val_every steps, the mean eval-mode loss
+    over the same validation batches."""
+    torch_result, jax_result = run_torch(case), run_jax(case)
+    for result in (torch_result, jax_result):
+        assert result.meta["loss_kind"] == "validation"
+        assert result.meta["val_every"] == case.val_every
+        assert result.planned_points == SWEEP["num_steps"] // case.val_every
+    assert_same_result(torch_result, jax_result)
+
+
+SHARED_META = {
+    "backend", "versions", "device", "mode", "num_sweeps", "accumulation_steps", "loss_kind",
+    "val_every", "runs", "steps_trained", "end_reasons", "skipped_steps", "run_time_s",
+    "wall_time_s",
+}
+TORCH_META = {
+    "world_size", "sync_every", "autocast_dtype", "snapshot", "train_mode", "snapshot_time_s",
+    "restore_time_s",
+}
+JAX_META = {
+    "loss_dtype", "lr_groups", "compiled", "execution", "compile_time_s", "loop", "chunk_size",
+    "data", "program_calls", "in_loop_resumes",
+}
+"""result.meta's keys: the same in both backends, apart from the backend-only facts."""
+FACTS = ("mode", "num_sweeps", "accumulation_steps", "loss_kind", "val_every", "runs",
+         "steps_trained", "end_reasons", "skipped_steps")
+"""Shared facts of one run that do not depend on the framework."""
+
+
+@pytest.mark.parametrize("case", [Case("mlp", "sgd", 0), Case("mlp", "adam", 1, val_every=2)],
+                         ids=lambda case: case.id)
+def test_both_backends_record_the_same_meta_keys(case: Case) -> None:
+    torch_result, jax_result = run_torch(case), run_jax(case)
+    assert set(torch_result.meta) == SHARED_META | TORCH_META
+    assert set(jax_result.meta) == SHARED_META | JAX_META
+    # In the same order: the shared facts, the backend's own, the times.
+    shared = [[key for key in result.meta if key in SHARED_META]
+              for result in (torch_result, jax_result)]
+    assert shared[0] == shared[1]
+    assert (torch_result.meta["backend"], jax_result.meta["backend"]) == ("torch", "jax")
+    for key in FACTS:
+        assert torch_result.meta[key] == jax_result.meta[key], key
+    assert torch_result.meta["versions"]["lrfind"] == jax_result.meta["versions"]["lrfind"]
+    # Both stopped at their stop point: every step up to it was trained, none after it.
+    assert torch_result.stop_step == jax_result.stop_step is not None
+    assert torch_result.meta["steps_trained"] == (case.val_every or 1) * (
+        torch_result.stop_step + 1)
 
 
 # ------------------------------------------------------- the converted model itself
@@ -179,8 +231,8 @@ def test_mlp_weights_from_torch_give_torch_losses(seed: int, optimizer: str) -> 
     torch.manual_seed(seed)
     params = _mlp_params_from_torch(MODELS["mlp"].torch_model())
     jax_result = lr_find(
-        mlp_loss, params, optax_transformation(optimizer, case.base_lrs), case.batches(),
-        progress=False, **case.sweep(),
+        params, optax_transformation(optimizer, case.base_lrs), case.batches(), mlp_loss,
+        options=JaxOptions(progress=False), **case.sweep(),
     )
     torch_result = run_torch(case)
     assert_same_result(torch_result, jax_result)
@@ -194,7 +246,7 @@ def test_mlp_weights_from_torch_give_torch_losses(seed: int, optimizer: str) -> 
 def _curve(values: list[float]) -> LRFindResult:
     lrs = np.geomspace(1e-4, 1.0, len(values))
     return LRFindResult.from_curve(
-        lrs, values, beta=0.0, methods=("minimum",), default_method="minimum"
+        lrs, values, beta=0.0, methods=("minimum",), method="minimum"
     )
 
 
