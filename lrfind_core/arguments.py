@@ -79,6 +79,19 @@ def check_bool(name: str, value: object) -> bool:
     return value
 
 
+def check_one_cycle_options(options: object, owned: tuple[str, ...]) -> None:
+    """``options`` is a dict of keyword names that leaves out the ``owned`` ones
+    (the search sets the peak and the length itself)."""
+    if not isinstance(options, dict) or not all(isinstance(key, str) for key in options):
+        raise TypeError(f"one_cycle_options must be a dict of keywords, got {options!r}")
+    taken = sorted(set(options) & set(owned))
+    if taken:
+        raise ValueError(
+            f"one_cycle_options may not set {taken}: the search sets each candidate's peak "
+            "and length"
+        )
+
+
 def check_callable(name: str, value: object) -> None:
     """Raise unless ``value`` is callable."""
     if not callable(value):

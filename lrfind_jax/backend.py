@@ -132,8 +132,8 @@ class JaxBackend:
             accumulation_steps=plan.accumulation_steps, monitor=plan.stop,
             val_every=plan.val_every, val_loss_fn=model.val_loss_fn, runs=plan.num_runs,
         )
-        inputs = run_inputs(plan, data, length, run_tables(plan, model.groups), model.rng,
-                            val_data, shift)
+        tables = run_tables(plan, model.groups, options.one_cycle_options)
+        inputs = run_inputs(plan, data, length, tables, model.rng, val_data, shift)
         state = (model.params, model.opt_state, model.model_state)
         key = _program_key(spec, state, inputs, plan, options.execution)
         program = cached_program(key)

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from lrfind_core.arguments import check_bool, check_callable, check_choice, check_int
+from lrfind_core.arguments import (
+    check_bool,
+    check_callable,
+    check_choice,
+    check_int,
+    check_one_cycle_options,
+)
 
 EXECUTIONS = ("auto", "while_loop", "per_step")
 DEFAULT_CHUNK_SIZE = 20
@@ -27,6 +34,10 @@ class JaxOptions:
         batch)``: ``loss_fn`` itself; for nnx: ``loss_fn`` on the module in eval mode.
       train_mode: nnx only: run the module as after ``model.train()`` (True, default)
         or as it is configured (False).
+      one_cycle_options: keywords for ``optax.cosine_onecycle_schedule`` when search
+        candidates train under a one-cycle schedule (``pct_start``, ``div_factor``,
+        ``final_div_factor``): pass your training's. ``peak_value`` and
+        ``transition_steps`` are the search's.
       progress: show a tqdm progress bar, updated once per chunk; False runs
         stacked data in a single call (the fastest).
       chunk_size: updates per compiled call in chunked mode (and per transferred
@@ -42,6 +53,7 @@ class JaxOptions:
     opt_state: Any = None
     val_loss_fn: Callable[..., Any] | None = None
     train_mode: bool = True
+    one_cycle_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     progress: bool = True
     chunk_size: int = DEFAULT_CHUNK_SIZE
     execution: str = "auto"
@@ -50,6 +62,7 @@ class JaxOptions:
         if self.val_loss_fn is not None:
             check_callable("val_loss_fn", self.val_loss_fn)
         check_bool("train_mode", self.train_mode)
+        check_one_cycle_options(self.one_cycle_options, ("peak_value", "transition_steps"))
         check_bool("progress", self.progress)
         check_int("chunk_size", self.chunk_size, minimum=1)
         check_choice("execution", self.execution, EXECUTIONS)

@@ -98,24 +98,28 @@ def start_runs(
     )
 
 
-def planned_lrs(plan: RunPlan) -> np.ndarray:
+def planned_lrs(plan: RunPlan, one_cycle_options: dict[str, Any] | None = None) -> np.ndarray:
     """The reference group's LR at every step of every run (float64, ``[R, num_steps]``):
     the plan's LRs, or under ``target="one_cycle"`` optax's own
-    ``cosine_onecycle_schedule`` (its defaults) over the run, peaking at the run's LR."""
+    ``cosine_onecycle_schedule`` (its defaults, or ``one_cycle_options``) over the run,
+    peaking at the run's LR."""
     if plan.target != "one_cycle":
         return plan.lrs
     steps = np.arange(plan.num_steps)
+    options = one_cycle_options or {}
     rows = [
-        np.asarray(optax.cosine_onecycle_schedule(plan.num_steps, float(peak))(steps),
+        np.asarray(optax.cosine_onecycle_schedule(plan.num_steps, float(peak), **options)(steps),
                    dtype=np.float64)
         for peak in plan.lrs[:, 0]
     ]
     return np.stack(rows)
 
 
-def run_tables(plan: RunPlan, groups: tuple[LrGroup, ...]) -> tuple[Any, ...]:
+def run_tables(
+    plan: RunPlan, groups: tuple[LrGroup, ...], one_cycle_options: dict[str, Any] | None = None
+) -> tuple[Any, ...]:
     """Per LR group, the ``[R, num_steps]`` table of every run's LRs (group dtype)."""
-    lrs = planned_lrs(plan)
+    lrs = planned_lrs(plan, one_cycle_options)
     flat = lr_tables(lrs.reshape(-1), groups)
     return tuple(jnp.asarray(table.reshape(lrs.shape)) for table in flat)
 

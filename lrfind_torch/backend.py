@@ -237,7 +237,8 @@ class TorchBackend:
         if plan.target == "one_cycle":
             peaks = [value * base / self.base_lrs[0] for value, base in
                      zip([lrs[0]] * len(self.base_lrs), self.base_lrs, strict=True)]
-            scheduler = one_cycle_for_run(self.optimizer, peaks, plan.num_steps)
+            scheduler = one_cycle_for_run(self.optimizer, peaks, plan.num_steps,
+                                          self.options.one_cycle_options)
         if self.options.train_mode:
             self.model.train()
         recorder = LossRecorder(plan.stop, self.sync_every, self.group)

@@ -39,16 +39,21 @@ def one_cycle_scheduler(
 
 
 def one_cycle_for_run(
-    optimizer: torch.optim.Optimizer, peaks: list[float], total_steps: int
+    optimizer: torch.optim.Optimizer,
+    peaks: list[float],
+    total_steps: int,
+    options: dict[str, Any] | None = None,
 ) -> torch.optim.lr_scheduler.OneCycleLR:
     """torch's ``OneCycleLR`` with its defaults over ``total_steps`` steps, group g
     peaking at ``peaks[g]``: the schedule a search candidate trains under, as a
     training loop with ``OneCycleLR``'s defaults runs it (momentum or beta1 cycled
-    too). An optimizer with neither gets ``cycle_momentum=False`` (torch refuses to
-    cycle what is not there). Build it after the run's start state is in place: it
-    writes the groups' ``lr``, ``initial_lr``, ``max_lr``, ``min_lr``."""
+    too), or with ``options`` (``OneCycleLR`` keywords) where given. An optimizer
+    with neither gets ``cycle_momentum=False`` (torch refuses to cycle what is not
+    there). Build it after the run's start state is in place: it writes the groups'
+    ``lr``, ``initial_lr``, ``max_lr``, ``min_lr``."""
     defaults = optimizer.defaults
-    cycle = "momentum" in defaults or "betas" in defaults
+    keywords = {"cycle_momentum": "momentum" in defaults or "betas" in defaults,
+                **(options or {})}
     return torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=peaks, total_steps=total_steps, cycle_momentum=cycle
+        optimizer, max_lr=peaks, total_steps=total_steps, **keywords
     )

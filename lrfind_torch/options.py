@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -9,7 +10,13 @@ from typing import Any
 
 import torch
 
-from lrfind_core.arguments import check_bool, check_choice, check_int, check_positive_float
+from lrfind_core.arguments import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_one_cycle_options,
+    check_positive_float,
+)
 
 SNAPSHOT_MODES = ("memory", "disk")
 
@@ -28,6 +35,10 @@ class TorchOptions:
 
     The step:
       max_grad_norm: clip the gradient norm to this before each optimizer step.
+      one_cycle_options: keywords for torch's ``OneCycleLR`` when search candidates
+        train under a one-cycle schedule (``pct_start``, ``div_factor``,
+        ``cycle_momentum``...): pass your training's, so the candidates train as it
+        will. ``max_lr`` and ``total_steps`` are the search's.
       train_mode: True (default) runs every step after ``model.train()``; False
         keeps each submodule's mode as you set it (for example BatchNorm frozen in
         ``eval()``). Validation points always run in eval mode. Either way every
@@ -56,6 +67,7 @@ class TorchOptions:
     autocast_dtype: torch.dtype | None = None
     grad_scaler: Any = None
     max_grad_norm: float | None = None
+    one_cycle_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     train_mode: bool = True
     device: str | torch.device | None = None
     non_blocking: bool = True
@@ -81,6 +93,8 @@ class TorchOptions:
             )
         if self.max_grad_norm is not None:
             check_positive_float("max_grad_norm", self.max_grad_norm)
+        check_one_cycle_options(self.one_cycle_options, ("max_lr", "total_steps", "epochs",
+                                                         "steps_per_epoch"))
         check_bool("train_mode", self.train_mode)
         check_bool("non_blocking", self.non_blocking)
         if self.sync_every is not None:
