@@ -58,9 +58,9 @@ class RunPlan:
         ``cosine_onecycle_schedule``, each with its defaults) peaking at the run's
         LR in ``lrs[r, 0]``, or ``"constant"`` (``lrs`` as they are).
       data_start: micro-batch position where curve 0's data begins.
-      val_from_train: with ``val_every``, the validation batches are the first
-        ``val_from_train`` micro-batches of the training data (held out: the runs
-        read from ``data_start`` on, after them) instead of the validation data.
+      val_from_train: the first ``val_from_train`` micro-batches of the training data
+        are held out (never trained on: the runs read from ``data_start`` on, after
+        them); with ``val_every`` they are the validation batches.
       keep_data: later plans of the same call read the same batches again, so a
         backend that draws batches from an iterator keeps them.
     """

@@ -3,9 +3,9 @@ validation loss, within a budget of optimizer steps.
 
 1. **The bracketing sweep**: a classic sweep on the training loss, of a share of
    the budget (at most 100 steps, at least :data:`MIN_SWEEP_STEPS`).
-2. **The bracket** (:func:`bracket`): from the sweep's lowest smoothed loss (past
-   the first points, where the debiased EWA can dip spuriously) down to where its
-   loss starts to fall, at least :data:`BRACKET_DECADES` wide.
+2. **The bracket** (:func:`bracket`): the sweep read with no lag (a two-sided
+   average in log-LR), from its lowest point down to where its loss starts to
+   fall, at least :data:`BRACKET_DECADES` wide.
 3. **Rung 0** (:func:`first_rung`): candidates about :data:`SPACING_DECADES` apart
    over the bracket. Every candidate trains from the same initial state, on the
    same batches, under the schedule the user will train with, compressed to the
@@ -36,6 +36,8 @@ from lrfind_core.monitor import MonitorSettings
 from lrfind_core.plan import RunPlan, RunRecord, plan_sweeps
 from lrfind_core.records import SearchRecord
 from lrfind_core.settings import Settings
+from lrfind_core.smoothing import centered_smooth
+from lrfind_core.stopping import find_stop
 
 SEARCH_SCHEDULES = ("one_cycle", "constant")
 MIN_SWEEP_STEPS = 20
@@ -61,6 +63,10 @@ MAX_BRACKET_DECADES = 4.0
 TOP_BELOW_MINIMUM = {"one_cycle": 0.0, "constant": 0.5}
 """Decades below the LR of the sweep's lowest loss where rung 0 tops out, per schedule
 (the best constant LR lies about half a decade below the best one-cycle peak)."""
+TOP_BELOW_END = 1.5
+"""Rung 0's top is at least this many decades below the last LR the sweep reached."""
+READ_WIDTH_DECADES = 0.25
+"""The width of the lag-free reading of the bracketing sweep (decades of LR)."""
 FALL_FRACTION = 0.05
 """The loss has started to fall once it is this share of its fall below its start."""
 TOLERANCE = 0.02
@@ -112,7 +118,8 @@ def sweep_plan(settings: Settings, steps: int, held_out: int) -> RunPlan:
     """The bracketing sweep: a classic sweep of ``steps`` steps on the training loss,
     reading the data after the held-out batches."""
     plan = plan_sweeps(dataclasses.replace(settings, num_steps=steps, num_sweeps=1))
-    return dataclasses.replace(plan, data_start=held_out, keep_data=True)
+    return dataclasses.replace(plan, data_start=held_out, val_from_train=held_out,
+                               keep_data=True)
 
 
 def candidate_plan(
@@ -145,37 +152,47 @@ def scores_of(record: RunRecord) -> np.ndarray:
     return scores
 
 
-def bracket(
-    lrs: np.ndarray, smoothed: np.ndarray, planned: int, schedule: str
-) -> tuple[float, float, str]:
-    """Rung 0's LR range from a judged sweep: ``(low, high, how)``.
+def bracket(lrs: np.ndarray, losses: np.ndarray, schedule: str) -> tuple[float, float, str]:
+    """Rung 0's LR range from the bracketing sweep's raw losses: ``(low, high, how)``.
 
-    ``high`` is :data:`TOP_BELOW_MINIMUM` decades below the LR of the lowest smoothed
-    loss (after the first tenth of the planned points, where the debiased EWA can
-    dip spuriously). ``low`` is :data:`BRACKET_DECADES` below ``high``, or lower,
-    down to where the loss starts to fall (the point after the last one before the
-    minimum that is above its start less :data:`FALL_FRACTION` of the fall), but
-    never more than :data:`MAX_BRACKET_DECADES` below ``high`` nor below the sweep.
+    The curve (up to its first non-finite loss) is read with no lag
+    (:func:`~lrfind_core.smoothing.centered_smooth`, :data:`READ_WIDTH_DECADES`
+    wide, or 2.5 sweep steps if wider). Its top is the LR of its lowest point, but
+    at least :data:`TOP_BELOW_END` decades below the last LR the sweep reached (a
+    noisy short curve can bottom out early); ``high`` is :data:`TOP_BELOW_MINIMUM`
+    decades below the top. ``low`` is :data:`BRACKET_DECADES` below ``high``, or
+    lower, down to where the loss starts to fall (past the last point above its
+    start less :data:`FALL_FRACTION` of the fall), but never more than
+    :data:`MAX_BRACKET_DECADES` below ``high`` nor below the sweep.
     """
-    finite = np.isfinite(smoothed)
-    end = int(np.argmin(finite)) if not np.all(finite) else len(smoothed)
-    skip = min(planned // 10, max(end - 3, 0))
-    if end - skip < 3:
+    finite = np.isfinite(losses)
+    end = int(np.argmin(finite)) if not np.all(finite) else len(losses)
+    if end < 3:
         raise ValueError(
             f"the bracketing sweep diverged after {end} finite point(s); the search has "
             "nothing to bracket: lower start_lr"
         )
-    at_minimum = skip + int(np.argmin(smoothed[skip:end]))
-    start = float(np.median(smoothed[: max(skip, 1)]))
-    threshold = start - FALL_FRACTION * (start - float(smoothed[at_minimum]))
-    above = np.flatnonzero(smoothed[:at_minimum] > threshold)
+    lrs, losses = lrs[:end], losses[:end]
+    step = float(np.log10(lrs[-1] / lrs[0])) / max(end - 1, 1)
+    read = centered_smooth(lrs, losses, max(READ_WIDTH_DECADES, 2.5 * step))
+    at_minimum = int(np.argmin(read))
+    start = float(read[0])
+    threshold = start - FALL_FRACTION * (start - float(read[at_minimum]))
+    above = np.flatnonzero(read[:at_minimum] > threshold)
     at_fall = int(above[-1]) + 1 if len(above) else 0
-    high = min(float(lrs[at_minimum]) * 10.0 ** -TOP_BELOW_MINIMUM[schedule], float(lrs[-1]))
+    top = max(float(lrs[at_minimum]), float(lrs[-1]) * 10.0**-TOP_BELOW_END)
+    high = top * 10.0 ** -TOP_BELOW_MINIMUM[schedule]
     low = min(float(lrs[at_fall]), high * 10.0**-BRACKET_DECADES)
     low = max(low, high * 10.0**-MAX_BRACKET_DECADES, float(lrs[0]))
     how = (f"the sweep's loss starts to fall at {lrs[at_fall]:.3g} and is lowest at "
-           f"{lrs[at_minimum]:.3g}")
+           f"{lrs[at_minimum]:.3g} (read with no lag)")
     return low, high, how
+
+
+def cut_at_stop(curve: np.ndarray, settings: Settings) -> np.ndarray:
+    """The raw curve up to and including the point where the stop rule fires."""
+    stop, _ = find_stop(curve, smooth(curve, settings), diverge_factor=settings.diverge_factor)
+    return curve if stop is None else curve[: stop + 1]
 
 
 def first_rung(low: float, high: float, left: int, training_steps: int) -> tuple[np.ndarray, int]:
@@ -327,8 +344,8 @@ def run_search(
     curve = records[0].curve(0)
     if not len(curve):
         raise ValueError(f"the bracketing sweep recorded no step: {records[0].end_reasons[0]}")
-    low, high, how = bracket(sweep.point_lrs(0)[: len(curve)], smooth(curve, settings),
-                             sweep.num_points, settings.for_schedule)
+    low, high, how = bracket(sweep.point_lrs(0)[: len(curve)], cut_at_stop(curve, settings),
+                             settings.for_schedule)
 
     def measure(number: int, lrs: np.ndarray, horizon: int) -> Rung:
         record = run(candidate_plan(settings, lrs, horizon, val_batches, held_out))

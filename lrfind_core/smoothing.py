@@ -89,3 +89,18 @@ def ewa_smooth(losses: Any, beta: float = 0.98, debias: bool = True) -> np.ndarr
     for index, loss in enumerate(values.tolist()):
         state, smoothed[index] = ewa_update(state, loss, beta=beta, debias=debias)
     return smoothed
+
+
+def centered_smooth(lrs: Any, losses: Any, width_decades: float) -> np.ndarray:
+    """A two-sided reading of a whole curve, with no lag: at each point, the mean of the
+    finite losses weighted by a Gaussian of ``width_decades`` (its standard deviation,
+    in decades of LR) around the point's LR. Non-finite losses get no weight; a point
+    with no finite loss near it is NaN.
+    """
+    x = np.log10(np.asarray(lrs, dtype=np.float64))
+    values = np.asarray(losses, dtype=np.float64)
+    finite = np.isfinite(values)
+    weights = np.exp(-0.5 * ((x[:, None] - x[None, :]) / width_decades) ** 2) * finite[None, :]
+    totals = weights.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (weights @ np.where(finite, values, 0.0)) / totals

@@ -98,8 +98,9 @@ def lr_find(
         settings, mode=mode, for_schedule=for_schedule, start_lr=start_lr, end_lr=end_lr,
         num_steps=num_steps, training_steps=training_steps, budget_steps=budget_steps,
     )
+    validating = val_data is not None or chosen.mode == "search"  # a search always validates
     model, chosen = _prepare(loss_fn, params, optimizer, model_state, rng, options, chosen,
-                             val_data is not None)
+                             validating)
     backend = JaxBackend(model, train_data, val_data, options)
     return run_finder(backend, chosen, has_validation=val_data is not None, plot_path=plot_path)
 
@@ -147,8 +148,9 @@ def _prepare(
     if validating and val_loss_fn is None:
         if stateful:
             raise ValueError(
-                "val_data with model_state= or rng= needs options=JaxOptions(val_loss_fn=...): "
-                "val_loss_fn(params, model_state, batch) -> the loss in eval mode"
+                "validation (val_data, or mode='search') with model_state= or rng= needs "
+                "options=JaxOptions(val_loss_fn=...): val_loss_fn(params, model_state, batch) "
+                "-> the loss in eval mode"
             )
         val_loss_fn = loss_fn
     if val_loss_fn is not None and not stateful:

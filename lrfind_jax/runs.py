@@ -105,11 +105,11 @@ def planned_lrs(plan: RunPlan, one_cycle_options: dict[str, Any] | None = None) 
     peaking at the run's LR."""
     if plan.target != "one_cycle":
         return plan.lrs
-    steps = np.arange(plan.num_steps)
+    steps = jnp.arange(plan.num_steps)
     options = one_cycle_options or {}
     rows = [
-        np.asarray(optax.cosine_onecycle_schedule(plan.num_steps, float(peak), **options)(steps),
-                   dtype=np.float64)
+        np.asarray(jax.vmap(optax.cosine_onecycle_schedule(plan.num_steps, float(peak),
+                                                           **options))(steps), dtype=np.float64)
         for peak in plan.lrs[:, 0]
     ]
     return np.stack(rows)

@@ -203,10 +203,11 @@ class TorchBackend:
 
     def _validation_batches(self, plan: RunPlan, tape: BatchTape) -> list[Any] | None:
         """The plan's fixed validation batches on the device (made once per call): the
-        first of ``val_data``, or the held-out first micro-batches of the training data."""
-        if plan.val_every is None:
-            return None
+        first of ``val_data``, or the held-out first micro-batches of the training data
+        (read before any run, so that no run draws them)."""
         held_out = plan.val_from_train > 0
+        if plan.val_every is None and not held_out:
+            return None
         key = (held_out, plan.val_from_train if held_out else plan.val_batches)
         if key not in self._validation:
             if held_out:
@@ -218,7 +219,7 @@ class TorchBackend:
             if not moved:
                 raise ValueError("val_data is empty: it yielded no batch")
             self._validation[key] = moved
-        return self._validation[key]
+        return None if plan.val_every is None else self._validation[key]
 
     def _one_run(
         self,

@@ -567,6 +567,9 @@ def torch_optimizer(
 # -------------------------------------------------------------------------- cases
 
 SWEEP: dict[str, Any] = {"start_lr": 1e-4, "end_lr": 1e3, "num_steps": 32}
+SEARCH: dict[str, Any] = {"start_lr": 1e-4, "end_lr": 1e3, "mode": "search",
+                          "training_steps": 30, "budget_steps": 120}
+"""A search's keywords: its bracketing sweep is 24 steps of the same range."""
 """Every case's sweep: 7 decades in 32 steps (x1.68 per step). Float32 rounding
 differences grow once the LR is unstable, and a fast sweep reaches the stop in fewer
 such steps. With 40 steps over the same range, 5 of 120 runs differed by more than
@@ -598,6 +601,8 @@ class Case:
       preset: the lrfind preset on both sides (None: lrfind's default).
       val_every: record the validation loss over :data:`VAL_BATCHES` batches of their
         own every ``val_every`` steps (eval mode on both sides), or None: the training loss.
+      search: run ``mode="search"`` for this schedule (None: a classic sweep), with
+        :data:`SEARCH` and the validation batches.
     """
 
     model: str
@@ -607,6 +612,7 @@ class Case:
     accumulation_steps: int = 1
     preset: str | None = None
     val_every: int | None = None
+    search: str | None = None
 
     @property
     def id(self) -> str:
@@ -619,6 +625,8 @@ class Case:
             parts.append(self.preset)
         if self.val_every is not None:
             parts.append(f"val{self.val_every}")
+        if self.search is not None:
+            parts.append(f"search_{self.search}")
         return "-".join([*parts, f"seed{self.seed}"])
 
     @property
@@ -629,6 +637,8 @@ class Case:
     def sweep(self) -> dict[str, Any]:
         """The sweep's keywords on both sides: the LR range and the settings (JAX gets
         the same accumulation from ``optax.MultiSteps``, and says so in its settings)."""
+        if self.search is not None:
+            return {**SEARCH, "for_schedule": self.search, "settings": self.settings()}
         return {**SWEEP, "settings": self.settings()}
 
     def batches(self) -> tuple[np.ndarray, np.ndarray]:
@@ -638,15 +648,15 @@ class Case:
 
     def validation_batches(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The validation batches in torch's layout (other data than the sweep's), or None."""
-        if self.val_every is None:
+        if self.val_every is None and self.search is None:
             return None
         return model_pair(self.model).data(1000 + self.seed, VAL_BATCHES)
 
     def settings(self) -> Settings:
         """Both sides' settings: the preset, the accumulation and the validation."""
         changes: dict[str, Any] = {"accumulation_steps": self.accumulation_steps}
-        if self.val_every is not None:
-            changes.update(val_every=self.val_every, val_batches=VAL_BATCHES)
+        if self.val_every is not None or self.search is not None:
+            changes.update(val_every=self.val_every or 1, val_batches=VAL_BATCHES)
         return Settings.preset_named(self.preset or "lrfind", **changes)
 
 
@@ -684,6 +694,13 @@ def cases(seeds: tuple[int, ...] = SEEDS) -> dict[str, list[Case]]:
             Case(model, optimizer, s, val_every=2)
             for model, optimizer in (("mlp", "adam"), ("transformer", "adamw"))
             for s in seeds
+        ],
+        # A search under a constant LR: the same in both frameworks (one-cycle schedules
+        # differ by a step between torch and optax, see docs/parity.md).
+        "search": [
+            Case(model, optimizer, s, search="constant")
+            for model, optimizer in (("mlp", "sgd_momentum"), ("mlp", "adam"))
+            for s in seeds[:2]
         ],
     }
 
@@ -743,6 +760,7 @@ def run_jax(case: Case) -> LRFindResult:
 
 
 __all__ = [
+    "SEARCH",
     "MODELS",
     "OPTIMIZERS",
     "SEEDS",

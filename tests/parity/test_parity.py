@@ -109,6 +109,23 @@ def test_validation_curves(case: Case) -> None:
     assert_same_result(torch_result, jax_result)
 
 
+@pytest.mark.parametrize("case", SUITE["search"], ids=_ids("search"))
+def test_searches_measure_the_same_candidates_and_choose_the_same_lr(case: Case) -> None:
+    """A constant-LR search: the same bracketing sweep, the same candidates, the same
+    scores (the validation loss after each short run) and the same choice."""
+    torch_result, jax_result = run_torch(case), run_jax(case)
+    mine, theirs = torch_result.search, jax_result.search
+    assert mine.schedule == theirs.schedule == "constant"
+    np.testing.assert_allclose(torch_result.losses, jax_result.losses, rtol=1e-4)
+    np.testing.assert_array_equal(mine.horizons, theirs.horizons)
+    np.testing.assert_allclose(mine.lrs, theirs.lrs, rtol=1e-12)
+    np.testing.assert_allclose(mine.scores, theirs.scores, rtol=1e-4)
+    assert mine.lr == pytest.approx(theirs.lr, rel=1e-3)
+    for result in (torch_result, jax_result):
+        assert result.meta["steps_trained"] <= 120
+        assert result.suggestion == result.search.lr
+
+
 SHARED_META = {
     "backend", "versions", "device", "mode", "num_sweeps", "accumulation_steps", "loss_kind",
     "val_every", "runs", "steps_trained", "end_reasons", "skipped_steps", "run_time_s",
