@@ -760,9 +760,9 @@ def run_jax(case: Case) -> LRFindResult:
 
 
 __all__ = [
-    "SEARCH",
     "MODELS",
     "OPTIMIZERS",
+    "SEARCH",
     "SEEDS",
     "SWEEP",
     "Case",
