@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lrfind_core.plan import RunPlan, RunRecord
+from lrfind_core.progress import ProgressBar
 from lrfind_core.versions import package_versions
 from lrfind_jax.checks import check_loss_output
 from lrfind_jax.data import (
@@ -100,7 +101,11 @@ class JaxBackend:
         drawn from a sequence are kept for the call's later plans."""
         self._sequence: BatchSequence | None = None
         self._pulled: tuple[Any, int] | None = None
-        yield
+        self._bar = ProgressBar(self.options.progress and self.is_main_process)
+        try:
+            yield
+        finally:
+            self._bar.close()
 
     def facts(self) -> dict[str, Any]:
         return self._facts
@@ -144,8 +149,7 @@ class JaxBackend:
             program = compile_program(spec, carry, inputs, key, execution)
         chunked = options.progress or feed is not None
         steps_per_call = options.chunk_size if chunked else plan.num_steps
-        seen = drive(program.run, carry, inputs, plan, steps_per_call, limits, feed,
-                     options.progress and self.is_main_process)
+        seen = drive(program.run, carry, inputs, plan, steps_per_call, limits, feed, self._bar)
         self._facts = self._run_facts(program, loss_dtype, kind, chunked, steps_per_call, seen)
         losses = np.asarray(seen.losses, np.float64)
         points = losses if seen.points is None else np.asarray(seen.points, np.float64)

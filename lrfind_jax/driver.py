@@ -25,6 +25,7 @@ import numpy as np
 from lrfind_core.batch_source import exhausted_reason
 from lrfind_core.monitor import monitor_fold, monitor_init
 from lrfind_core.plan import RunPlan
+from lrfind_core.progress import ProgressBar
 from lrfind_jax.data import BatchSequence
 from lrfind_jax.sweep import SweepCarry, SweepInputs
 
@@ -102,18 +103,16 @@ def drive(
     steps_per_call: int,
     limits: np.ndarray,
     feed: ChunkFeed | None,
-    progress: bool,
+    bar: ProgressBar,
 ) -> Drive:
     """Call ``run`` until every run has stopped (host rule) or reached its limit."""
-    from tqdm.auto import tqdm
-
     count = plan.num_runs
     seen = Drive(np.full((count, plan.num_steps), np.nan), None, np.zeros(count, np.int64),
                  np.full(count, -1), np.asarray(limits, np.int64).copy())
     monitors = [monitor_init() for _ in range(count)]
     checked = np.zeros(count, np.int64)
     started = time.perf_counter()
-    bar = tqdm(total=int(seen.limits.sum()), desc="lr_find", disable=not progress, leave=False)
+    bar.grow(int(seen.limits.sum()))
     try:
         while np.any(live := (seen.stops < 0) & (seen.steps < seen.limits)):
             if feed is not None and int(seen.steps[0]) >= feed.chunk_end:
@@ -132,8 +131,7 @@ def drive(
                 feed.prefetch()
             carry = _read(carry, seen, plan, monitors, checked, bar)
     finally:
-        bar.close()
-    seen.run_time_s = time.perf_counter() - started
+        seen.run_time_s = time.perf_counter() - started
     return seen
 
 

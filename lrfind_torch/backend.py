@@ -20,6 +20,7 @@ import torch
 
 from lrfind_core.batch_source import BatchSource, DataExhausted, exhausted_reason
 from lrfind_core.plan import RunPlan, RunRecord, curve_finished
+from lrfind_core.progress import ProgressBar
 from lrfind_core.schedules import group_learning_rates
 from lrfind_core.versions import package_versions
 from lrfind_torch.batches import BatchTape, move_to_device
@@ -112,6 +113,7 @@ class TorchBackend:
         )
         self.times["snapshot_time_s"] = time.perf_counter() - started
         self._tape, self._validation, self._runs_made = None, {}, 0
+        self._bar = ProgressBar(self.options.progress and self.is_main_process)
         try:
             yield
         except Exception as error:
@@ -123,6 +125,7 @@ class TorchBackend:
                 ) from error
             raise
         finally:
+            self._bar.close()
             restore_started = time.perf_counter()
             try:
                 self.snapshot.restore()
@@ -153,8 +156,6 @@ class TorchBackend:
 
     def run(self, plan: RunPlan, notices: list[str]) -> RunRecord:
         """Make the planned runs one after the other, each from the snapshot."""
-        from tqdm.auto import tqdm
-
         assert self.snapshot is not None, "run() belongs inside session()"
         if self._runs_made:  # a later plan of the call: from the initial state again
             self.snapshot.restore()
@@ -169,21 +170,17 @@ class TorchBackend:
         validation = self._validation_batches(plan, tape)
         seeds = curve_seeds(plan.num_curves)
         record = RunRecord.empty(plan)
-        bar = tqdm(total=plan.num_runs * plan.num_steps, desc="lr_find", leave=False,
-                   disable=not (self.options.progress and self.is_main_process))
-        try:
-            for run, curve in enumerate(plan.curves.tolist()):
-                if plan.skip_after_stop and self._curve_done(plan, record, run, curve):
-                    continue
-                if run:
-                    self.snapshot.restore()
-                    if seeds[curve] is not None:
-                        torch.manual_seed(seeds[curve])
-                tape.seek(plan.block_start(run), preload=plan.block_batches)
-                self._runs_made += 1
-                self._one_run(plan, run, step, validation, record, bar.update)
-        finally:
-            bar.close()
+        self._bar.grow(plan.num_runs * plan.num_steps)
+        for run, curve in enumerate(plan.curves.tolist()):
+            if plan.skip_after_stop and self._curve_done(plan, record, run, curve):
+                continue
+            if run:
+                self.snapshot.restore()
+                if seeds[curve] is not None:
+                    torch.manual_seed(seeds[curve])
+            tape.seek(plan.block_start(run), preload=plan.block_batches)
+            self._runs_made += 1
+            self._one_run(plan, run, step, validation, record, self._bar.update)
         return record
 
     @staticmethod

@@ -1,10 +1,14 @@
-"""``lrfind demo``: an LR find on scikit-learn's bundled digits, then training at the suggestion.
+"""``lrfind demo``: the classic sweep and the search on scikit-learn's bundled digits,
+then training at each answer.
 
-No download: the 1,797 8x8 digit images ship with scikit-learn. A small CNN with
-BatchNorm and dropout is swept with :func:`lrfind_torch.lr_find`; the plot and the
-result are saved; then fresh copies of the model train for a few epochs with
-torch's ``OneCycleLR`` peaking at the suggestion, at 10x below and at 10x above
-it, and the validation accuracies are printed side by side.
+No download: the 1,797 8x8 digit images ship with scikit-learn, split into training,
+validation (what the search scores its candidates on) and test images (what this
+demo reports, seen by neither finder). A small CNN with BatchNorm and dropout is
+swept with :func:`lrfind_torch.lr_find`, then searched with ``mode="search"`` for a
+one-cycle training of ``EPOCHS`` epochs, within one training's worth of steps; the
+plots and results are saved; then fresh copies of the model train with torch's
+``OneCycleLR`` peaking at the classic suggestion, at the search's LR and at 3x
+below and above it, and the test losses and accuracies are printed side by side.
 """
 
 from __future__ import annotations
@@ -26,22 +30,30 @@ EPOCHS = 8
 BATCH_SIZE = 64
 
 
-def digits_loaders(seed: int) -> tuple[DataLoader, DataLoader]:
-    """Train/validation loaders over the bundled digits, images as (N, 1, 8, 8) in [0, 1]."""
+def digits_loaders(seed: int) -> tuple[DataLoader, DataLoader, DataLoader]:
+    """Train, validation and test loaders over the bundled digits (60/15/25%), images
+    as (N, 1, 8, 8) in [0, 1]."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     digits = load_digits()
     images = (digits.images / 16.0).astype(np.float32)[:, None]
-    x_train, x_val, y_train, y_val = train_test_split(
+    x_rest, x_test, y_rest, y_test = train_test_split(
         images, digits.target, test_size=0.25, random_state=seed, stratify=digits.target
     )
+    x_train, x_val, y_train, y_val = train_test_split(
+        x_rest, y_rest, test_size=0.2, random_state=seed, stratify=y_rest
+    )
     generator = torch.Generator().manual_seed(seed)
-    train = TensorDataset(torch.from_numpy(x_train), torch.from_numpy(y_train))
-    val = TensorDataset(torch.from_numpy(x_val), torch.from_numpy(y_val))
+
+    def dataset(x: np.ndarray, y: np.ndarray) -> TensorDataset:
+        return TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+
     return (
-        DataLoader(train, batch_size=BATCH_SIZE, shuffle=True, generator=generator),
-        DataLoader(val, batch_size=256),
+        DataLoader(dataset(x_train, y_train), batch_size=BATCH_SIZE, shuffle=True,
+                   generator=generator),
+        DataLoader(dataset(x_val, y_val), batch_size=64),
+        DataLoader(dataset(x_test, y_test), batch_size=256),
     )
 
 
@@ -61,15 +73,17 @@ def small_cnn() -> nn.Module:
     )
 
 
-def accuracy(model: nn.Module, loader: DataLoader) -> float:
-    """Fraction of correctly classified validation images."""
+def evaluate(model: nn.Module, loader: DataLoader) -> tuple[float, float]:
+    """Mean cross-entropy and the fraction of correctly classified images."""
     model.eval()
-    correct = total = 0
+    loss = correct = total = 0.0
     with torch.no_grad():
         for inputs, target in loader:
-            correct += int((model(inputs).argmax(1) == target).sum())
+            logits = model(inputs)
+            loss += float(nn.functional.cross_entropy(logits, target, reduction="sum"))
+            correct += int((logits.argmax(1) == target).sum())
             total += len(target)
-    return correct / total
+    return loss / total, correct / total
 
 
 def train_one_cycle(model: nn.Module, loader: DataLoader, max_lr: float) -> None:
@@ -107,37 +121,45 @@ def main(out_dir: str = "lrfind_demo_out", seed: int = 0) -> int:
 
     matplotlib.use("Agg")
     torch.manual_seed(seed)
-    train_loader, val_loader = digits_loaders(seed)
+    train_loader, val_loader, test_loader = digits_loaders(seed)
     model = small_cnn()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
+    os.makedirs(out_dir, exist_ok=True)
+    training_steps = EPOCHS * len(train_loader)
+
     started = time.perf_counter()
-    result = lr_find(model, optimizer, train_loader, nn.functional.cross_entropy)
-    print(
-        f"lr_find: {len(result.lrs)} steps in {time.perf_counter() - started:.1f} s, "
-        f"stopped: {result.stop_reason}"
-    )
-    for detail in result.suggestions.values():
+    classic = lr_find(model, optimizer, train_loader, nn.functional.cross_entropy,
+                      plot_path=os.path.join(out_dir, "lr_find.png"))
+    print(f"classic sweep: {len(classic.lrs)} steps in {time.perf_counter() - started:.1f} s, "
+          f"stopped: {classic.stop_reason}")
+    for detail in classic.suggestions.values():
         lr = "None" if detail.lr is None else f"{detail.lr:.2e}"
         print(f"  {detail.method:>8}: {lr}  ({detail.reason})")
-    if result.suggestion is None:
-        print("no suggestion could be made; see the plot")
-        return 1
-    os.makedirs(out_dir, exist_ok=True)
-    plot_path = os.path.join(out_dir, "lr_find.png")
-    result.plot(path=plot_path)
-    result.save(os.path.join(out_dir, "lr_find.json"))
-    print(
-        f"suggested peak LR for a one-cycle schedule ({result.settings.method} rule): "
-        f"{result.suggestion:.2e}; for a constant LR: "
-        f"{result.suggest(for_schedule='constant').lr:.2e}; plot saved to {plot_path}"
-    )
+    classic.save(os.path.join(out_dir, "lr_find.json"))
 
-    print(f"one-cycle training, {EPOCHS} epochs, AdamW; validation accuracy:")
-    for label, factor in (("suggestion / 10", 0.1), ("suggestion", 1.0), ("suggestion x 10", 10.0)):
+    started = time.perf_counter()
+    searched = lr_find(model, optimizer, train_loader, nn.functional.cross_entropy,
+                       mode="search", val_data=val_loader, training_steps=training_steps,
+                       plot_path=os.path.join(out_dir, "lr_search.png"))
+    search = searched.search
+    print(f"search: {searched.meta['steps_trained']} steps (budget {search.budget_steps}, "
+          f"one training of {training_steps}) in {time.perf_counter() - started:.1f} s")
+    print(f"  {search.lr:.2e}: {search.reason}")
+    print(f"  LRs within {search.tolerance:.0%} of the best: {search.near_best[0]:.2e} to "
+          f"{search.near_best[1]:.2e}")
+    searched.save(os.path.join(out_dir, "lr_search.json"))
+    print(f"plots and results saved in {out_dir}/")
+
+    print(f"one-cycle training, {EPOCHS} epochs, AdamW; test images (seen by neither finder):")
+    rows = (("classic suggestion", classic.suggestion), ("search / 3", search.lr / 3),
+            ("search", search.lr), ("search x 3", search.lr * 3))
+    for label, lr in rows:
+        if lr is None:
+            print(f"  {label:>18}: no suggestion")
+            continue
         torch.manual_seed(seed)
         trained = copy.deepcopy(model)
-        train_one_cycle(trained, train_loader, result.suggestion * factor)
-        print(
-            f"  {label:>16} ({result.suggestion * factor:.2e}): {accuracy(trained, val_loader):.3f}"
-        )
+        train_one_cycle(trained, train_loader, lr)
+        loss, correct = evaluate(trained, test_loader)
+        print(f"  {label:>18} ({lr:.2e}): loss {loss:.4f}, accuracy {correct:.3f}")
     return 0

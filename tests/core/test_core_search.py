@@ -175,3 +175,22 @@ def test_near_best_spans_the_lrs_within_the_tolerance():
     lrs = np.array([1e-3, 1e-2, 1e-1, 1.0])
     assert near_best(lrs, np.array([1.5, 1.01, 1.0, 1.3]), 0.05) == (1e-2, 1e-1)
     assert near_best(lrs, np.full(4, np.inf), 0.05) is None
+
+
+@pytest.mark.usefixtures("no_show")
+def test_the_plot_shows_the_candidates_the_choice_and_the_near_best_range(tmp_path):
+    result = searched(FormulaBackend(), budget=600)
+    ax = result.plot(path=tmp_path / "search.png")
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    rungs = sorted(set(result.search.rungs.tolist()))
+    horizons = [int(result.search.horizons[result.search.rungs == r][0]) for r in rungs]
+    assert [f"candidates, {h}-step runs" for h in horizons] == [
+        label for label in labels if label.startswith("candidates")
+    ]
+    assert f"search: {result.search.lr:.2e} (one_cycle, 300 steps)" in labels
+    assert "within 2% of the best" in labels
+    assert ax.get_title().startswith("LR search")
+    scores_ax = next(other for other in ax.figure.axes if other is not ax)
+    plotted = np.concatenate([line.get_ydata() for line in scores_ax.get_lines()])
+    np.testing.assert_allclose(np.sort(plotted), np.sort(result.search.scores))
+    assert (tmp_path / "search.png").read_bytes()[:4] == b"\x89PNG"

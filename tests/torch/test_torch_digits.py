@@ -27,10 +27,10 @@ def test_suggestion_trains_about_as_well_as_the_best_of_a_grid() -> None:
     0.100 at 1000x).
     """
     pytest.importorskip("sklearn")
-    from lrfind_torch.demo import accuracy, digits_loaders, small_cnn, train_one_cycle
+    from lrfind_torch.demo import digits_loaders, evaluate, small_cnn, train_one_cycle
 
     torch.manual_seed(0)
-    train_loader, val_loader = digits_loaders(0)
+    train_loader, val_loader, _ = digits_loaders(0)
     model = small_cnn()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
     with warnings.catch_warnings():
@@ -46,7 +46,7 @@ def test_suggestion_trains_about_as_well_as_the_best_of_a_grid() -> None:
         torch.manual_seed(0)
         trained = copy.deepcopy(model)
         train_one_cycle(trained, train_loader, lr)
-        return accuracy(trained, val_loader)
+        return evaluate(trained, val_loader)[1]
 
     at_suggestion = trained_accuracy(result.suggestion)
     best_of_grid = max(trained_accuracy(lr) for lr in GRID)
@@ -63,10 +63,15 @@ def test_demo_writes_the_plot_and_the_result(tmp_path: Any, capsys: Any) -> None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         assert main(out_dir=str(tmp_path)) == 0
-    plot = tmp_path / "lr_find.png"
-    saved = tmp_path / "lr_find.json"
-    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    data = json.loads(saved.read_text())
-    assert data["format"] == "lrfind-result"
-    assert data["meta"]["backend"] == "torch"
-    assert "suggested peak LR for a one-cycle schedule" in capsys.readouterr().out
+    for name in ("lr_find", "lr_search"):
+        plot = tmp_path / f"{name}.png"
+        assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        data = json.loads((tmp_path / f"{name}.json").read_text())
+        assert data["format"] == "lrfind-result"
+        assert data["meta"]["backend"] == "torch"
+    assert data["meta"]["mode"] == "search"
+    assert data["meta"]["steps_trained"] <= data["search"]["budget_steps"]
+    out = capsys.readouterr().out
+    assert "test images (seen by neither finder)" in out
+    for label in ("classic suggestion", "search / 3", "search", "search x 3"):
+        assert f"{label} (" in out
