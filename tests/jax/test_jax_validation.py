@@ -122,8 +122,8 @@ def test_the_stateful_form_takes_an_eval_loss(params, data, val_data):
         return mlp_loss(p, batch)
 
     state = {"unused": np.zeros(())}
-    with pytest.raises(ValueError, match=r"val_data with model_state= or rng= needs "
-                       r"options=JaxOptions\(val_loss_fn=\.\.\.\)"):
+    with pytest.raises(ValueError, match=r"val_data, or mode='search'\) with model_state= or "
+                       r"rng= needs options=JaxOptions\(val_loss_fn=\.\.\.\)"):
         lr_find(params, ADAM, data, stateful, model_state=state, val_data=val_data,
                 settings=SETTINGS, **RANGE)
     with pytest.raises(ValueError, match=r"needs options=JaxOptions\(val_loss_fn="):
