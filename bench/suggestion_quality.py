@@ -2,18 +2,22 @@
 
 For every task (bench/quality/tasks.py), seed and protocol ("one_cycle":
 OneCycleLR peaking at the LR; "constant": the LR throughout), a fresh model is
-trained for a fixed budget at each LR of a log grid; the lowest validation loss
+trained for the task's budget of steps at each LR of a log grid; the lowest validation loss
 is the oracle's best. ``lr_find`` is run on a fresh model of the same case in
 three modes ("classic": one sweep; "k_sweeps": the median of 5 sweeps;
 "independent": one short run per LR), each suggestion method's LR is trained
 under each protocol, and its regret ``val_loss / oracle_best - 1`` is reported,
 raw and with a per-(method, mode, protocol) factor fit leave-one-task-out.
 
-Training runs are cached in bench/quality_cache.json and finder results saved in
+Training runs are cached in bench/quality_cache/runs.json.gz (committed, with the
+pretrained weights of the fine-tuning tasks) and finder results saved in
 bench/quality_runs/, so a rerun (new methods, new factors) only trains new LRs.
+``--oracle-only`` trains the oracle grids alone (no ``lr_find``), task by task,
+and logs each task's optima as they are ready.
 
-    python bench/suggestion_quality.py [--tasks ...] [--seeds 3] [--budget 300]
-        [--grid-points 25] [--methods valley steep minimum slide ...] [--workers 2] [--quick]
+    python bench/suggestion_quality.py [--tasks ...] [--seeds 3] [--budget STEPS]
+        [--grid-points 25] [--methods valley steep minimum slide ...] [--workers 2]
+        [--quick] [--oracle-only]
 """
 
 from __future__ import annotations
@@ -35,9 +39,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_facts
 from quality import rules
-from quality.cache import RunCache, round_lr, run_key
+from quality.cache import RUNS_PATH, RunCache, round_lr, run_key
 from quality.jobs import FINDER_DESCRIPTIONS, FINDER_MODES, finder_job, run_jobs, train_job
-from quality.report import markdown_section, write_section
+from quality.report import markdown_section, oracle_table, write_section
 from quality.scoring import (
     fit_factor,
     fixed_lr_baselines,
@@ -58,7 +62,6 @@ logger = logging.getLogger("suggestion_quality")
 BENCH = Path(__file__).resolve().parent
 DEFAULT_METHODS = ("valley", "steep", "minimum", "slide")
 QUICK_TASKS = ("blobs_mlp_adam", "teacher_regression_sgd")
-CACHE_PATH = BENCH / "quality_cache.json"
 RUNS_DIR = BENCH / "quality_runs"
 RESULTS_JSON = BENCH / "quality_results.json"
 RESULTS_MD = BENCH / "RESULTS.md"
@@ -72,7 +75,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"tasks to run (default all: {', '.join(TASKS)})",
     )
     parser.add_argument("--seeds", type=int, default=3, help="seeds per task (0..N-1)")
-    parser.add_argument("--budget", type=int, default=300, help="optimizer steps per run")
+    parser.add_argument(
+        "--budget", type=int, default=None,
+        help="optimizer steps of every run (default: each task's own budget)",
+    )
     parser.add_argument("--grid-points", type=int, default=25, help="oracle grid size")
     parser.add_argument("--grid-low", type=float, default=1e-5, help="lowest grid LR")
     parser.add_argument("--grid-high", type=float, default=10.0, help="highest grid LR")
@@ -91,11 +97,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--no-cache", action="store_true",
         help="train everything afresh, in memory and a temp folder (the cache is left alone)",
     )
+    parser.add_argument(
+        "--oracle-only", action="store_true",
+        help="train the oracle grids only, task by task (no lr_find); logs each task's "
+        "optima; writes --json if given, never the markdown",
+    )
     parser.add_argument("--json", type=Path, default=None, help="results JSON path")
     parser.add_argument("--markdown", type=Path, default=None, help="markdown file to update")
     args = parser.parse_args(argv)
     if args.quick:
         args.tasks, args.seeds, args.budget, args.grid_points = list(QUICK_TASKS), 1, 60, 8
+    if args.oracle_only:
+        return args
     args.json = args.json or (
         BENCH / "quality_results_quick.json" if args.quick else RESULTS_JSON
     )
@@ -125,14 +138,21 @@ def shown_path(path: Path) -> str:
 class Runner:
     """Runs the missing training and finder jobs, caching as results arrive."""
 
-    def __init__(self, cache: RunCache, budget: int, workers: int, runs_dir: Path) -> None:
-        self.cache, self.budget, self.workers, self.runs_dir = cache, budget, workers, runs_dir
+    def __init__(
+        self, cache: RunCache, budget: int | None, workers: int, runs_dir: Path
+    ) -> None:
+        self.cache, self.budget_override = cache, budget
+        self.workers, self.runs_dir = workers, runs_dir
         self.trained = 0
         self.used: dict[str, float] = {}
         self.train_seconds = 0.0
 
+    def budget(self, task: str) -> int:
+        """Optimizer steps of every run of ``task``: its own budget unless overridden."""
+        return self.budget_override or get_task(task).budget
+
     def key(self, task: str, seed: int, protocol: str, lr: float) -> str:
-        return run_key(task, seed, protocol, self.budget, lr)
+        return run_key(task, seed, protocol, self.budget(task), lr)
 
     def score(self, task: str, seed: int, protocol: str, lr: float) -> float:
         entry = self.cache[self.key(task, seed, protocol, lr)]
@@ -154,14 +174,14 @@ class Runner:
         by_key = {self.key(*run): (*run[:3], round_lr(run[3])) for run in runs}
         missing = sorted(
             (run for key, run in by_key.items() if key not in self.cache),
-            key=lambda run: (-get_task(run[0]).step_ms, run),
+            key=lambda run: (-get_task(run[0]).step_ms * self.budget(run[0]), run),
         )
         jobs: list[tuple[Any, Any]] = [
             (("finder", *case), (finder_job, (*case, str(finder_path(self.runs_dir, *case)))))
             for case in sorted(finders, key=lambda case: -get_task(case[0]).step_ms)
         ]
         jobs += [
-            (("train", *run), (train_job, (*run, self.budget)))
+            (("train", *run), (train_job, (*run, self.budget(run[0]))))
             for run in missing
         ]
         if not jobs:
@@ -199,6 +219,59 @@ def run_oracle(
                 grid, losses, [caps[task, seed] for seed in seeds]
             )
     return oracles
+
+
+def grid_runs(
+    tasks: list[str], seeds: list[int], grid: list[float]
+) -> set[tuple[str, int, str, float]]:
+    """Every oracle run of ``tasks``: each seed, protocol and grid LR."""
+    return {
+        (task, seed, protocol, lr)
+        for task in tasks
+        for seed in seeds
+        for protocol in PROTOCOLS
+        for lr in grid
+    }
+
+
+def oracle_line(task: str, protocol: str, oracle: dict[str, Any]) -> str:
+    """One log line on a task's oracle: where the optimum is and how sharp the curve is.
+
+    Sharpness: the mean curve's regret one decade (4 points on the default grid)
+    either side of its best LR, and the share of grid LRs that scored the cap.
+    """
+    mean, index = np.array(oracle["mean_val_loss"]), oracle["mean_best_index"]
+    points_per_decade = round((len(mean) - 1) / np.log10(oracle["grid"][-1] / oracle["grid"][0]))
+    below = mean[max(0, index - points_per_decade)] / mean[index] - 1.0
+    above = mean[min(len(mean) - 1, index + points_per_decade)] / mean[index] - 1.0
+    capped = np.mean(np.array(oracle["val_loss"]) >= np.array(oracle["caps"])[:, None])
+    seeds = ", ".join(f"{lr:.3g}" for lr in oracle["best_lr"])
+    return (
+        f"{task}/{protocol}: best LR {oracle['mean_best_lr']:.3g} (seeds {seeds}), "
+        f"loss {oracle['mean_best_loss']:.4f}, cap {np.mean(oracle['caps']):.4f}; "
+        f"regret a decade below {below:+.3f}, above {above:+.3f}; "
+        f"{capped:.0%} of runs capped; inside grid: {oracle['inside_grid']}"
+    )
+
+
+def oracle_only(
+    args: argparse.Namespace, runner: Runner, seeds: list[int], grid: list[float],
+    caps: dict[tuple[str, int], float],
+) -> int:
+    """Train the oracle grids task by task, logging each task's optima; no finder runs."""
+    oracles: dict[str, dict[str, dict[str, Any]]] = {protocol: {} for protocol in PROTOCOLS}
+    for task in args.tasks:
+        runner.run(grid_runs([task], seeds, grid))
+        for protocol, oracle in run_oracle(runner, [task], seeds, grid, caps).items():
+            oracles[protocol].update(oracle)
+            logger.info("%s", oracle_line(task, protocol, oracle[task]))
+    settings = {"tasks": args.tasks, "budgets": {task: runner.budget(task) for task in args.tasks}}
+    print("\n".join(oracle_table({"oracle": oracles, "settings": settings})))
+    if args.json is not None:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump({"settings": {**settings, "seeds": seeds, "grid": grid},
+                       "oracle": oracles}, handle, indent=1)
+    return 0
 
 
 def load_suggestions(
@@ -251,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     seeds = list(range(args.seeds))
     grid = log_grid(args.grid_points, args.grid_low, args.grid_high)
-    cache = RunCache(None if args.no_cache else CACHE_PATH)
+    cache = RunCache(None if args.no_cache else RUNS_PATH)
     runs_dir = Path(tempfile.mkdtemp(prefix="lrfind_quality_")) if args.no_cache else RUNS_DIR
     runner = Runner(cache, args.budget, args.workers, runs_dir)
     if args.no_cache:
@@ -259,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     caps = {
         (task, seed): untrained_loss(get_task(task), seed) for task in args.tasks for seed in seeds
     }
+    if args.oracle_only:
+        return oracle_only(args, runner, seeds, grid, caps)
 
     # Phase 1: the oracle grid and the finder runs.
     finders = [
@@ -268,14 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         for mode in FINDER_MODES
         if not finder_path(runs_dir, task, seed, mode).exists()
     ]
-    grid_runs = {
-        (task, seed, protocol, lr)
-        for task in args.tasks
-        for seed in seeds
-        for protocol in PROTOCOLS
-        for lr in grid
-    }
-    runner.run(grid_runs, finders)
+    runner.run(grid_runs(args.tasks, seeds, grid), finders)
     phase1 = time.perf_counter() - started
     oracles = run_oracle(runner, args.tasks, seeds, grid, caps)
     for protocol, by_task in oracles.items():
@@ -325,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {
             "tasks": args.tasks,
             "seeds": seeds,
-            "budget": args.budget,
+            "budgets": {task: runner.budget(task) for task in args.tasks},
             "batch_size": 64,
             "grid": grid,
             "protocols": list(PROTOCOLS),

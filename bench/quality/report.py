@@ -27,19 +27,28 @@ def _factor(value: float) -> str:
     return f"{value:.3g} (10^{np.log10(value):+.2f})"
 
 
-def _oracle_table(results: dict[str, Any]) -> list[str]:
-    oracle = results["oracle"]
+def budgets(settings: dict[str, Any]) -> dict[str, int]:
+    """Each task's steps per run (results before per-task budgets had one ``budget``)."""
+    if "budgets" in settings:
+        return settings["budgets"]
+    return dict.fromkeys(settings["tasks"], settings["budget"])
+
+
+def oracle_table(results: dict[str, Any]) -> list[str]:
+    """The markdown table of each task's optima (needs ``oracle`` and ``settings``)."""
+    oracle, steps = results["oracle"], budgets(results["settings"])
     lines = [
-        "| task | one_cycle best LR | its val loss | constant best LR | its val loss | "
+        "| task | steps | one_cycle best LR | its val loss | constant best LR | its val loss | "
         "one_cycle / constant (decades) | untrained val loss | optima inside grid |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for task in results["settings"]["tasks"]:
         cycle, constant = oracle["one_cycle"][task], oracle["constant"][task]
         apart = np.log10(cycle["mean_best_lr"] / constant["mean_best_lr"])
         inside = "yes" if cycle["inside_grid"] and constant["inside_grid"] else "**no**"
         lines.append(
-            f"| {task} | {_lr(cycle['mean_best_lr'])} | {cycle['mean_best_loss']:.4f} | "
+            f"| {task} | {steps[task]} | {_lr(cycle['mean_best_lr'])} | "
+            f"{cycle['mean_best_loss']:.4f} | "
             f"{_lr(constant['mean_best_lr'])} | {constant['mean_best_loss']:.4f} | "
             f"{apart:+.2f} | {np.mean(cycle['caps']):.3f} | {inside} |"
         )
@@ -143,9 +152,14 @@ def markdown_section(results: dict[str, Any]) -> str:
         f"`{mode}` ({description})"
         for mode, description in settings["finder_mode_descriptions"].items()
     )
+    steps = budgets(settings)
     tasks = "\n".join(
-        f"  - `{task}`: {description}"
+        f"  - `{task}` ({steps[task]} steps): {description}"
         for task, description in results["task_descriptions"].items()
+    )
+    budget_text = (
+        f"{next(iter(steps.values()))} optimizer steps" if len(set(steps.values())) == 1
+        else "the task's budget of optimizer steps (listed with the tasks)"
     )
     lines = [
         HEADING,
@@ -159,7 +173,7 @@ def markdown_section(results: dict[str, Any]) -> str:
         f"Python {machine['python']}. Versions: {versions}.",
         "",
         "**What is measured.** For each task, seed and protocol a fresh model is trained "
-        f"for {settings['budget']} optimizer steps (batch {settings['batch_size']}) at each of "
+        f"for {budget_text} (batch {settings['batch_size']}) at each of "
         f"{len(grid)} LRs from {grid[0]:.3g} to {grid[-1]:.3g} ({per_decade:.3g} per decade); "
         "the lowest final validation loss over that grid is the oracle's best for the case "
         "(task x seed; the seed sets the initial weights and the data order). Protocols: "
@@ -191,7 +205,7 @@ def markdown_section(results: dict[str, Any]) -> str:
         "",
         "### Oracle optima (mean curve over seeds)",
         "",
-        *_oracle_table(results),
+        *oracle_table(results),
         "",
     ]
     for protocol in settings["protocols"]:

@@ -1,119 +1,49 @@
-"""The benchmark's training tasks: synthetic or bundled data, no download.
+"""The benchmark's training tasks: synthetic, bundled or stdlib-text data, no download.
 
-Each task is a :class:`Task`: a model factory ``model(seed)``, an optimizer factory
-``optimizer(params, lr)``, a train loader factory ``train_loader(seed)``, the
-validation tensors and the loss function. The data of a task is fixed (its own
-data seed); the case seed sets the model's initial weights and the data order.
+Each task is a :class:`~quality.task_base.Task`: a model factory ``model(seed)``, an
+optimizer factory ``optimizer(params, lr)``, a train loader factory
+``train_loader(seed)``, the validation tensors, the loss function and its own
+step budget. The data of a task is fixed (its own data seed); the case seed sets
+the model's initial weights and the data order.
 
-Loaders are real ``DataLoader``s that hand out whole shuffled batches (a
-``BatchSampler`` as the sampler, no per-sample collation), so a step costs the
-model's time, not the loader's.
+This module holds the first eight tasks (300 steps each) and :data:`TASKS`, the
+registry; the small-data and long-budget tabular tasks live in
+:mod:`quality.tasks_tabular`, the fine-tunes of a pretrained byte transformer in
+:mod:`quality.tasks_finetune`.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from functools import cache
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
 
-BATCH_SIZE = 64
+from quality import tasks_finetune, tasks_tabular
+from quality.task_base import (
+    BATCH_SIZE,
+    Split,
+    Task,
+    adam,
+    adamw,
+    cross_entropy,
+    make_task,
+    mlp,
+    mse,
+    sgd_momentum,
+    split,
+)
 
-ModelFactory = Callable[[int], nn.Module]
-OptimizerFactory = Callable[[Iterator[nn.Parameter], float], torch.optim.Optimizer]
-LoaderFactory = Callable[[int], DataLoader]
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class Task:
-    """One training problem of the benchmark.
-
-    Attributes:
-      name: the task's name (``<data>_<model>_<optimizer>``).
-      model: ``model(seed)``: a fresh model, its weights drawn from ``seed``.
-      optimizer: ``optimizer(params, lr)``: a fresh optimizer at ``lr``.
-      train_loader: ``train_loader(seed)``: shuffled batches of 64, order from ``seed``,
-        the last partial batch dropped; re-iterable (each pass is a new epoch).
-      val_inputs, val_targets: the whole validation set, scored in one forward pass.
-      loss_fn: ``loss_fn(outputs, targets)``, a mean over the batch.
-      description: one line for the report.
-      step_ms: rough CPU milliseconds per training step (orders the work, longest first).
-    """
-
-    name: str
-    model: ModelFactory
-    optimizer: OptimizerFactory
-    train_loader: LoaderFactory
-    val_inputs: torch.Tensor
-    val_targets: torch.Tensor
-    loss_fn: LossFn
-    description: str
-    step_ms: float = 1.0
-
-
-def batch_loader(inputs: torch.Tensor, targets: torch.Tensor) -> LoaderFactory:
-    """A factory of loaders over ``(inputs, targets)``: whole batches, order from the seed."""
-    dataset = TensorDataset(inputs, targets)
-
-    def make(seed: int) -> DataLoader:
-        generator = torch.Generator().manual_seed(seed)
-        sampler = BatchSampler(
-            RandomSampler(dataset, generator=generator), BATCH_SIZE, drop_last=True
-        )
-        # batch_size=None: the sampler's index lists go straight to TensorDataset's
-        # fancy indexing, one gather per batch instead of 64 item reads and a stack.
-        return DataLoader(dataset, sampler=sampler, batch_size=None)
-
-    return make
-
-
-def seeded(build: Callable[[], nn.Module]) -> ModelFactory:
-    """``build`` with its weights drawn from ``torch.manual_seed(seed)``."""
-
-    def make(seed: int) -> nn.Module:
-        torch.manual_seed(seed)
-        return build()
-
-    return make
-
-
-def adam(params: Iterator[nn.Parameter], lr: float) -> torch.optim.Optimizer:
-    """Adam with torch's defaults."""
-    return torch.optim.Adam(params, lr=lr)
-
-
-def adamw(params: Iterator[nn.Parameter], lr: float) -> torch.optim.Optimizer:
-    """AdamW, weight decay 1e-2 (torch's default)."""
-    return torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
-
-
-def sgd_momentum(params: Iterator[nn.Parameter], lr: float) -> torch.optim.Optimizer:
-    """SGD with momentum 0.9."""
-    return torch.optim.SGD(params, lr=lr, momentum=0.9)
+__all__ = ["BATCH_SIZE", "TASKS", "Task", "get_task"]
 
 
 # -- data -----------------------------------------------------------------------------------
 
 
-def _split(
-    inputs: np.ndarray, targets: np.ndarray, train: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    return (
-        torch.from_numpy(inputs[:train]),
-        torch.from_numpy(targets[:train]),
-        torch.from_numpy(inputs[train:]),
-        torch.from_numpy(targets[train:]),
-    )
-
-
 @cache
-def blobs_data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def blobs_data() -> Split:
     """10 overlapping Gaussian classes in 20-D: 6,000 train and 2,000 validation points.
 
     Class means are standard normal draws times 0.5 and points have unit noise, so
@@ -124,11 +54,11 @@ def blobs_data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor
     means = 0.5 * rng.standard_normal((10, 20))
     labels = rng.integers(0, 10, 8000)
     points = means[labels] + rng.standard_normal((8000, 20))
-    return _split(points.astype(np.float32), labels.astype(np.int64), 6000)
+    return split(points.astype(np.float32), labels.astype(np.int64), 6000)
 
 
 @cache
-def teacher_data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def teacher_data() -> Split:
     """y = teacher(x) + noise: a random 16-32-1 tanh teacher, x ~ N(0, I_16), noise sd 0.3.
 
     6,000 train and 2,000 validation points; the teacher's output is scaled to unit
@@ -141,11 +71,11 @@ def teacher_data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tens
     clean = np.tanh(x @ w1 + 0.5 * rng.standard_normal(32)) @ w2
     clean = (clean - clean.mean()) / clean.std()
     y = clean + 0.3 * rng.standard_normal((8000, 1))
-    return _split(x.astype(np.float32), y.astype(np.float32), 6000)
+    return split(x.astype(np.float32), y.astype(np.float32), 6000)
 
 
 @cache
-def digits_data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def digits_data() -> Split:
     """scikit-learn's bundled digits as (N, 1, 8, 8) in [0, 1]: 1,347 train, 450 validation."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -167,7 +97,7 @@ SEQ_VOCAB, SEQ_LENGTH, SEQ_CLASSES = 8, 12, 4
 
 
 @cache
-def sequence_data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def sequence_data() -> Split:
     """Token sequences (vocab 8, length 12); the label is the most frequent ``token % 4``.
 
     Ties go to the smallest class; then 10% of the labels are redrawn uniformly, so
@@ -180,20 +110,11 @@ def sequence_data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Ten
     labels = counts.argmax(axis=1)
     noisy = rng.random(8000) < 0.1
     labels[noisy] = rng.integers(0, SEQ_CLASSES, int(noisy.sum()))
-    return _split(tokens.astype(np.int64), labels.astype(np.int64), 6000)
+    return split(tokens.astype(np.int64), labels.astype(np.int64), 6000)
 
 
 # -- models ---------------------------------------------------------------------------------
 
-
-def mlp(sizes: tuple[int, ...]) -> nn.Module:
-    """Linear layers of ``sizes`` with ReLU between them."""
-    layers: list[nn.Module] = []
-    for index, (width_in, width_out) in enumerate(itertools.pairwise(sizes)):
-        if index:
-            layers.append(nn.ReLU())
-        layers.append(nn.Linear(width_in, width_out))
-    return nn.Sequential(*layers)
 
 
 def small_cnn() -> nn.Module:
@@ -247,38 +168,9 @@ class TinyTransformer(nn.Module):
         return self.head(hidden.mean(dim=1))
 
 
-def _mse(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return nn.functional.mse_loss(outputs, targets)
-
-
-def _cross_entropy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return nn.functional.cross_entropy(outputs, targets)
-
 
 # -- the task list --------------------------------------------------------------------------
 
-
-def _task(
-    name: str,
-    data: Callable[[], tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]],
-    build: Callable[[], nn.Module],
-    optimizer: OptimizerFactory,
-    loss_fn: LossFn,
-    description: str,
-    step_ms: float = 0.5,
-) -> Task:
-    x_train, y_train, x_val, y_val = data()
-    return Task(
-        name=name,
-        model=seeded(build),
-        optimizer=optimizer,
-        train_loader=batch_loader(x_train, y_train),
-        val_inputs=x_val,
-        val_targets=y_val,
-        loss_fn=loss_fn,
-        description=description,
-        step_ms=step_ms,
-    )
 
 
 SEQUENCES = "majority of token%4 over 12 tokens, 10% of labels redrawn"
@@ -286,40 +178,40 @@ SEQUENCES = "majority of token%4 over 12 tokens, 10% of labels redrawn"
 
 def blobs_mlp_adam() -> Task:
     """10-class Gaussian blobs in 20-D, MLP 20-64-64-10, Adam, cross-entropy."""
-    return _task(
-        "blobs_mlp_adam", blobs_data, lambda: mlp((20, 64, 64, 10)), adam, _cross_entropy,
+    return make_task(
+        "blobs_mlp_adam", blobs_data, lambda: mlp((20, 64, 64, 10)), adam, cross_entropy,
         "10 Gaussian blobs in 20-D, MLP 20-64-64-10, Adam, CE",
     )
 
 
 def blobs_mlp_sgd() -> Task:
     """As ``blobs_mlp_adam`` with SGD, momentum 0.9."""
-    return _task(
+    return make_task(
         "blobs_mlp_sgd", blobs_data, lambda: mlp((20, 64, 64, 10)), sgd_momentum,
-        _cross_entropy, "10 Gaussian blobs in 20-D, MLP 20-64-64-10, SGD m=0.9, CE",
+        cross_entropy, "10 Gaussian blobs in 20-D, MLP 20-64-64-10, SGD m=0.9, CE",
     )
 
 
 def teacher_regression_adam() -> Task:
     """Teacher-student regression in 16-D, student MLP 16-64-64-1, Adam, MSE."""
-    return _task(
-        "teacher_regression_adam", teacher_data, lambda: mlp((16, 64, 64, 1)), adam, _mse,
+    return make_task(
+        "teacher_regression_adam", teacher_data, lambda: mlp((16, 64, 64, 1)), adam, mse,
         "teacher MLP + noise in 16-D, student MLP 16-64-64-1, Adam, MSE",
     )
 
 
 def teacher_regression_sgd() -> Task:
     """As ``teacher_regression_adam`` with SGD, momentum 0.9."""
-    return _task(
+    return make_task(
         "teacher_regression_sgd", teacher_data, lambda: mlp((16, 64, 64, 1)), sgd_momentum,
-        _mse, "teacher MLP + noise in 16-D, student MLP 16-64-64-1, SGD m=0.9, MSE",
+        mse, "teacher MLP + noise in 16-D, student MLP 16-64-64-1, SGD m=0.9, MSE",
     )
 
 
 def digits_cnn_sgd() -> Task:
     """sklearn digits, small CNN with BatchNorm and dropout, SGD momentum 0.9."""
-    return _task(
-        "digits_cnn_sgd", digits_data, small_cnn, sgd_momentum, _cross_entropy,
+    return make_task(
+        "digits_cnn_sgd", digits_data, small_cnn, sgd_momentum, cross_entropy,
         "sklearn digits 8x8, CNN (8, 16 ch) with BatchNorm + dropout, SGD m=0.9, CE",
         step_ms=1.2,
     )
@@ -327,8 +219,8 @@ def digits_cnn_sgd() -> Task:
 
 def digits_cnn_adam() -> Task:
     """As ``digits_cnn_sgd`` with AdamW (weight decay 1e-2)."""
-    return _task(
-        "digits_cnn_adam", digits_data, small_cnn, adamw, _cross_entropy,
+    return make_task(
+        "digits_cnn_adam", digits_data, small_cnn, adamw, cross_entropy,
         "sklearn digits 8x8, CNN (8, 16 ch) with BatchNorm + dropout, AdamW wd=1e-2, CE",
         step_ms=1.3,
     )
@@ -336,8 +228,8 @@ def digits_cnn_adam() -> Task:
 
 def sequence_gru_adam() -> Task:
     """Majority-class tokens (vocab 8, length 12), embedding + GRU(64) + head, Adam."""
-    return _task(
-        "sequence_gru_adam", sequence_data, GRUClassifier, adam, _cross_entropy,
+    return make_task(
+        "sequence_gru_adam", sequence_data, GRUClassifier, adam, cross_entropy,
         f"{SEQUENCES}; embedding + GRU(64) + head, Adam, CE",
         step_ms=2.2,
     )
@@ -345,8 +237,8 @@ def sequence_gru_adam() -> Task:
 
 def sequence_transformer_adamw() -> Task:
     """The same sequences, a one-layer transformer encoder, AdamW."""
-    return _task(
-        "sequence_transformer_adamw", sequence_data, TinyTransformer, adamw, _cross_entropy,
+    return make_task(
+        "sequence_transformer_adamw", sequence_data, TinyTransformer, adamw, cross_entropy,
         f"{SEQUENCES}; 1-layer transformer (d=32, 2 heads), AdamW, CE",
         step_ms=1.8,
     )
@@ -361,6 +253,13 @@ TASKS: dict[str, Callable[[], Task]] = {
     "digits_cnn_adam": digits_cnn_adam,
     "sequence_gru_adam": sequence_gru_adam,
     "sequence_transformer_adamw": sequence_transformer_adamw,
+    "cancer_small_mlp_adam": tasks_tabular.cancer_small_mlp_adam,
+    "diabetes_small_mlp_sgd": tasks_tabular.diabetes_small_mlp_sgd,
+    "digits_small_mlp_sgd": tasks_tabular.digits_small_mlp_sgd,
+    "tabular_long_mlp_adamw": tasks_tabular.tabular_long_mlp_adamw,
+    "friedman_long_mlp_sgd": tasks_tabular.friedman_long_mlp_sgd,
+    "prose_finetune_lm_adamw": tasks_finetune.prose_finetune_lm_adamw,
+    "syntax_finetune_cls_adamw": tasks_finetune.syntax_finetune_cls_adamw,
 }
 """Every task by name, in report order."""
 
