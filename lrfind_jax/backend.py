@@ -38,6 +38,7 @@ from lrfind_jax.sweep import (
     cached_program,
     choose_execution,
     compile_program,
+    explained_tracing,
     signature,
 )
 
@@ -145,8 +146,9 @@ class JaxBackend:
         loss_dtype = program.loss_dtype if program else self._loss_dtype(data)
         carry = start_runs(plan, state, np.dtype(loss_dtype), model.opt_state_is_new)
         if program is None:
-            execution = choose_execution(options.execution, spec, carry, inputs)
-            program = compile_program(spec, carry, inputs, key, execution)
+            with explained_tracing():
+                execution = choose_execution(options.execution, spec, carry, inputs)
+                program = compile_program(spec, carry, inputs, key, execution)
         chunked = options.progress or feed is not None
         steps_per_call = options.chunk_size if chunked else plan.num_steps
         seen = drive(program.run, carry, inputs, plan, steps_per_call, limits, feed, self._bar)

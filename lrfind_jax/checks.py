@@ -8,6 +8,7 @@ much slower compilation.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -51,12 +52,23 @@ def check_rng(rng: Any) -> Any:
 
 
 def check_params(params: Any) -> None:
-    """``params`` is a pytree of arrays with at least one float array to train."""
-    leaves = jax.tree_util.tree_leaves(params)
-    for leaf in leaves:
+    """``params`` is a pytree of float arrays: everything in it is trained."""
+    flat, _ = jax.tree_util.tree_flatten_with_path(params)
+    leaves = [leaf for _, leaf in flat]
+    for path, leaf in flat:
+        where = jax.tree_util.keystr(path) or "<root>"
         if not hasattr(leaf, "dtype") and not isinstance(leaf, int | float):
             raise TypeError(
-                f"params must be a pytree of arrays, found a leaf of type {type(leaf).__name__}"
+                f"params must be a pytree of arrays, found params{where} of type "
+                f"{type(leaf).__name__}"
+            )
+        dtype = jnp.result_type(leaf)
+        if not jnp.issubdtype(dtype, jnp.inexact):
+            raise ValueError(
+                f"params{where} has dtype {dtype}: lr_find differentiates and updates every "
+                "leaf of params. Move what is not trained (step counters, integer buffers, "
+                "masks) into model_state= (loss_fn(params, model_state, batch, key) -> "
+                "(loss, new_model_state)), or pass only the float parameters"
             )
     if not any(jnp.issubdtype(jnp.result_type(leaf), jnp.inexact) for leaf in leaves):
         raise ValueError("params has no floating-point array to train")
@@ -90,6 +102,35 @@ def check_opt_state(transformation: Any, params: Any, opt_state: Any) -> None:
     )
 
 
+def check_loss_signature(loss_fn: Callable[..., Any], stateful: bool) -> None:
+    """``loss_fn`` takes the arguments of its form: ``(params, batch)``, or with
+    ``model_state=``/``rng=`` ``(params, model_state, batch, key)``."""
+    try:
+        signature = inspect.signature(loss_fn)
+    except (TypeError, ValueError):  # a builtin or an object without one: let the call say
+        return
+    count = 4 if stateful else 2
+    try:
+        signature.bind(*range(count))
+    except TypeError:
+        if stateful:
+            raise TypeError(
+                f"with model_state= or rng=, loss_fn must take (params, model_state, batch, key) "
+                f"and return (loss, new_model_state); {_name(loss_fn)}{signature} does not. "
+                "Without model state or randomness, drop model_state=/rng= and use "
+                "loss_fn(params, batch)"
+            ) from None
+        raise TypeError(
+            f"loss_fn must take (params, batch); {_name(loss_fn)}{signature} does not. For "
+            "the form (params, model_state, batch, key) -> (loss, new_model_state), pass "
+            "model_state= and/or rng="
+        ) from None
+
+
+def _name(function: Any) -> str:
+    return getattr(function, "__name__", type(function).__name__)
+
+
 def check_loss_output(
     loss_fn: Callable[..., Any],
     stateful: bool,
@@ -106,8 +147,17 @@ def check_loss_output(
     """
 
     def call(p: Any, s: Any, b: Any, k: Any) -> Any:
-        return loss_fn(p, s, b, k) if stateful else loss_fn(p, b)
+        out = loss_fn(p, s, b, k) if stateful else loss_fn(p, b)
+        loss = out[0] if stateful and isinstance(out, tuple | list) and out else out
+        if isinstance(loss, bool | int | float | complex | np.generic | np.ndarray):
+            raise TypeError(
+                f"loss_fn must return a JAX scalar computed from params (e.g. with jnp), got "
+                f"a {type(loss).__name__}: a value computed outside JAX does not depend on "
+                "params, so there is nothing to differentiate"
+            )
+        return out
 
+    check_loss_signature(loss_fn, stateful)
     out = jax.eval_shape(call, params, model_state, batch, key)
     if stateful:
         if not isinstance(out, tuple | list) or len(out) != 2:

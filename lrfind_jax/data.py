@@ -100,6 +100,17 @@ def stacked_data(data: Any, *, name: str = "train_data") -> StackedData:
     length = lengths.pop()
     if length == 0:
         raise ValueError(f"{name} is empty: its leading (step) axis has length 0")
+    flat = [(where, leaf) for where, leaf in leaves if np.ndim(leaf) == 1]
+    if flat:
+        shapes = ", ".join(f"{name}{where}: {tuple(leaf.shape)}" for where, leaf in leaves)
+        raise ValueError(
+            f"{name} is stacked by step (leading axis = step), so {name}{flat[0][0]} of shape "
+            f"{tuple(flat[0][1].shape)} gives each step a single scalar: this looks like a whole "
+            f"dataset passed as one batch ({shapes}). Stack it into batches of shape "
+            "(steps, batch, ...), e.g. x.reshape(steps, batch_size, *x.shape[1:]), or pass a "
+            "list of (inputs, labels) batches. If each step really takes one scalar, give "
+            "that array a trailing axis: x[:, None]"
+        )
     return StackedData(jax.device_put(arrays), int(length))
 
 

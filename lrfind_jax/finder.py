@@ -19,6 +19,7 @@ from lrfind_jax.backend import JaxBackend, JaxModel, PlainValidationLoss
 from lrfind_jax.checks import check_opt_state, check_params, check_rng
 from lrfind_jax.injection import (
     check_multi_steps_placement,
+    check_optimizer_kind,
     find_lr_groups,
     initial_opt_state,
     low_precision_hyperparams,
@@ -142,6 +143,7 @@ def _prepare(
     else:
         check_opt_state(prepared.transformation, params, opt_state)
     check_multi_steps_placement(opt_state, prepared)
+    check_optimizer_kind(opt_state)
     _warn_low_precision(opt_state)
     stateful = model_state is not None or rng is not None
     val_loss_fn = options.val_loss_fn

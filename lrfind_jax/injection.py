@@ -229,11 +229,13 @@ def initial_opt_state(transformation: Any, params: Any) -> Any:
     is one of the ``params`` themselves (an optimizer that keeps a copy of the
     weights may return them as they are) is copied.
     """
-    init = transformation.init
+    opt_state = None
     if _on_one_device(params):
-        with contextlib.suppress(TypeError):  # an unhashable init runs eagerly
-            init = _compiled_init(init)
-    opt_state = init(params)
+        with contextlib.suppress(TypeError, jax.errors.JAXTypeError):
+            # an unhashable init, or one that branches on a value in Python, runs eagerly
+            opt_state = _compiled_init(transformation.init)(params)
+    if opt_state is None:
+        opt_state = transformation.init(params)
     param_ids = {id(leaf) for leaf in jax.tree_util.tree_leaves(params)}
     return jax.tree_util.tree_map(
         lambda leaf: jnp.array(leaf, copy=True) if id(leaf) in param_ids else leaf, opt_state
@@ -311,6 +313,59 @@ def low_precision_hyperparams(opt_state: Any) -> list[str]:
     return found
 
 
+LR_FREE = {
+    "ProdigyState": "Prodigy estimates the step size itself; its learning_rate is a multiplier "
+    "of that estimate, best left near 1",
+    "DAdaptAdamWState": "D-Adaptation estimates the step size itself; its learning_rate is a "
+    "multiplier of that estimate, best left at 1",
+    "DoGState": "DoG sets its own step size; it takes no learning rate to tune",
+    "DoWGState": "DoWG sets its own step size; it takes no learning rate to tune",
+    "MechanicState": "Mechanic tunes the scale of its base optimizer's updates itself",
+    "COCOBState": "COCOB is learning-rate-free",
+}
+"""optax.contrib states of learning-rate-free optimizers, and what their LR means."""
+
+
+def _states(opt_state: Any) -> list[tuple[str, Any]]:
+    """Every NamedTuple state node of ``opt_state`` with its path (leaves excluded)."""
+    found: list[tuple[str, Any]] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, tuple) and hasattr(node, "_fields"):
+            found.append((path or "<root>", node))
+            for name in node._fields:
+                walk(getattr(node, name), f"{path}.{name}")
+        elif isinstance(node, tuple | list):
+            for index, item in enumerate(node):
+                walk(item, f"{path}[{index}]")
+        elif isinstance(node, dict):
+            for key, item in node.items():
+                walk(item, f"{path}[{key!r}]")
+
+    walk(opt_state, "")
+    return found
+
+
+def check_optimizer_kind(opt_state: Any) -> None:
+    """Refuse optimizers where a swept LR means something else: a schedule that also
+    scales the updates, or a learning-rate-free optimizer."""
+    for path, node in _states(opt_state):
+        kind = type(node).__name__
+        if isinstance(node, optax.ScaleByScheduleState):
+            raise ValueError(
+                f"the optimizer also scales its updates by a schedule (ScaleByScheduleState at "
+                f"opt_state{path}): the LR lr_find sets would be multiplied by it, so result.lrs "
+                "would not be the LRs applied. Leave the schedule out of the optimizer you pass "
+                "(lr_find sets the LR itself; one_cycle_schedule(result, steps) builds a "
+                "schedule for training)"
+            )
+        if kind in LR_FREE and type(node).__module__.startswith("optax"):
+            raise ValueError(
+                f"the optimizer is learning-rate-free ({kind} at opt_state{path}): "
+                f"{LR_FREE[kind]}. A range test has no LR to find for it"
+            )
+
+
 def check_multi_steps_placement(opt_state: Any, prepared: PreparedOptimizer) -> None:
     """``optax.MultiSteps`` is only understood as the outermost transformation."""
     is_multi = lambda node: isinstance(node, optax.MultiStepsState)  # noqa: E731
@@ -356,6 +411,7 @@ __all__ = [
     "LrGroup",
     "PreparedOptimizer",
     "check_multi_steps_placement",
+    "check_optimizer_kind",
     "constant_every_k",
     "find_lr_groups",
     "initial_opt_state",

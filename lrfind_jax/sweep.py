@@ -24,6 +24,7 @@ form, gets the key ``jax.random.fold_in(inputs.rng, m)``.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -130,6 +131,21 @@ def micro_loss(spec: SweepSpec, params: Any, model_state: Any, batch: Any, key: 
     return spec.loss_fn(params, batch), model_state
 
 
+def extra_args(
+    spec: SweepSpec, loss: Any, grads: Any, model_state: Any, batch: Any, key: Any
+) -> dict[str, Any]:
+    """What optax's extra-args transformations may ask of an update: the loss
+    (``value``, e.g. ``contrib.reduce_on_plateau``), the gradient (``grad``) and the
+    loss as a function of the params (``value_fn``, for line searches)."""
+    if not isinstance(spec.transformation, optax.GradientTransformationExtraArgs):
+        return {}
+
+    def value_fn(params: Any) -> Any:
+        return micro_loss(spec, params, model_state, batch, key)[0]
+
+    return {"value": loss, "grad": grads, "value_fn": value_fn}
+
+
 def _match_dtypes(new: Any, old: Any) -> Any:
     """``new`` with ``old``'s leaf dtypes, so the loop carry keeps one type."""
     return jax.tree_util.tree_map(
@@ -168,7 +184,9 @@ def run_update(spec: SweepSpec, carry: SweepCarry, inputs: SweepInputs) -> Sweep
         batch = _index(inputs.data, (m - inputs.data_offset) % length)
         key = None if inputs.rng is None else jax.random.fold_in(inputs.rng, m)
         (loss, new_model_state), grads = grad_fn(params, model_state, batch, key)
-        updates, new_opt_state = spec.transformation.update(grads, opt_state, params)
+        updates, new_opt_state = spec.transformation.update(
+            grads, opt_state, params, **extra_args(spec, loss, grads, model_state, batch, key)
+        )
         new_params = optax.apply_updates(params, updates)
         # Summing loss / k in update order is what the torch backend records.
         loss = loss.astype(loss_dtype)
@@ -479,6 +497,22 @@ def compile_program(
             while len(_programs) > MAX_PROGRAMS:
                 _programs.popitem(last=False)
     return program
+
+
+@contextlib.contextmanager
+def explained_tracing() -> Iterator[None]:
+    """Turn a tracing error caused by an injected hyperparameter into a clear ValueError."""
+    try:
+        yield
+    except jax.errors.JAXTypeError as error:
+        if "hyperparams" not in str(error):
+            raise
+        raise ValueError(
+            "the optimizer's update branches in Python on an injected hyperparameter, which "
+            "is data inside lr_find's compiled loop. Inject only what may change: "
+            "optax.inject_hyperparams(factory, static_args=('memory_size', ...))(...), or "
+            f"pass the factory itself (e.g. optax.lbfgs). JAX said: {str(error).splitlines()[0]}"
+        ) from error
 
 
 def clear_program_cache() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -18,6 +19,41 @@ def check_device(model: torch.nn.Module, device: Any) -> torch.device:
             f"device={chosen} but the model is on {model_device}; move the model first"
         )
     return chosen
+
+
+LR_FREE_PACKAGES = {
+    "prodigyopt": "Prodigy estimates the step size itself; its lr is a multiplier of that "
+    "estimate, best left near 1",
+    "dadaptation": "D-Adaptation estimates the step size itself; its lr is a multiplier of "
+    "that estimate, best left at 1",
+    "dog": "DoG sets its own step size; it takes no learning rate to tune",
+    "schedulefree": "a schedule-free optimizer needs optimizer.train() and optimizer.eval() "
+    "around training and evaluation, and its lr comes with its own warmup; tune it by "
+    "training, not with a range test",
+}
+"""Packages of learning-rate-free optimizers (by top-level module), and what their LR means."""
+
+
+def check_optimizer_kind(optimizer: torch.optim.Optimizer) -> None:
+    """Refuse optimizers a range test cannot drive: those whose ``step`` needs a closure
+    (``LBFGS``), and learning-rate-free ones."""
+    package = type(optimizer).__module__.split(".")[0]
+    if package in LR_FREE_PACKAGES:
+        raise ValueError(
+            f"{type(optimizer).__name__} is learning-rate-free: {LR_FREE_PACKAGES[package]}. "
+            "A range test has no LR to find for it"
+        )
+    try:
+        closure = inspect.signature(optimizer.step).parameters.get("closure")
+    except (TypeError, ValueError):
+        return
+    if closure is not None and closure.default is inspect.Parameter.empty:
+        raise TypeError(
+            f"{type(optimizer).__name__}.step needs a closure (it evaluates the loss several "
+            "times per step, as torch.optim.LBFGS does); lr_find drives optimizers whose "
+            "step() takes none. Find the LR with a first-order optimizer, or tune this one "
+            "by training"
+        )
 
 
 def check_model_and_optimizer(model: Any, optimizer: Any) -> None:
@@ -39,6 +75,7 @@ def check_model_and_optimizer(model: Any, optimizer: Any) -> None:
             f"optimizer updates {foreign} parameter(s) that are not in model; pass the model "
             "that owns the optimizer's parameters"
         )
+    check_optimizer_kind(optimizer)
     reference = optimizer.param_groups[0]["lr"]
     if float(reference) <= 0:
         raise ValueError(

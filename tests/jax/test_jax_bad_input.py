@@ -9,6 +9,7 @@ import optax
 import pytest
 from lrfind_jax_testing import (
     ADAM,
+    IN,
     as_batches,
     assert_tree_equal,
     host_copy,
@@ -224,5 +225,44 @@ def test_bad_loss_fn_and_params(user):
     params, data = user
     with pytest.raises(TypeError, match=r"loss_fn must be callable"):
         lr_find(params, ADAM, data, "mse", num_steps=STEPS)
-    with pytest.raises(ValueError, match=r"params has no floating-point array"):
+    with pytest.raises(ValueError, match=r"params\['n'\] has dtype int32: lr_find differentiates"):
         lr_find({"n": jnp.arange(3)}, ADAM, data, mlp_loss, num_steps=STEPS)
+
+
+def test_an_integer_leaf_among_the_params_is_named_with_what_to_do(user):
+    params, data = user
+    with pytest.raises(ValueError, match=r"params\['step'\] has dtype int32.*into model_state="):
+        lr_find({**params, "step": jnp.zeros((), jnp.int32)}, ADAM, data, mlp_loss,
+                num_steps=STEPS)
+
+
+def test_a_loss_that_returns_a_python_float_is_refused(user):
+    params, data = user
+    with pytest.raises(TypeError, match=r"loss_fn must return a JAX scalar computed from params.*"
+                       r"got a float"):
+        lr_find(params, ADAM, data, lambda p, b: 1.0, num_steps=STEPS)
+    with pytest.raises(TypeError, match=r"got a float64"):
+        lr_find(params, ADAM, data, lambda p, b: np.float32(1.0) * np.ones(()), num_steps=STEPS)
+
+
+def test_the_loss_signature_must_match_the_form_chosen(user):
+    params, data = user
+    with pytest.raises(TypeError, match=r"with model_state= or rng=, loss_fn must take \(params, "
+                       r"model_state, batch, key\).*mlp_loss\(params"):
+        lr_find(params, ADAM, data, mlp_loss, rng=jax.random.key(0), num_steps=STEPS)
+
+    def stateful(params, state, batch, key):
+        return mlp_loss(params, batch), state
+
+    with pytest.raises(TypeError, match=r"loss_fn must take \(params, batch\); stateful\(params, "
+                       r"state, batch, key\) does not.*pass model_state= and/or rng="):
+        lr_find(params, ADAM, data, stateful, num_steps=STEPS)
+
+
+def test_a_whole_dataset_passed_as_one_stacked_batch_is_refused(user):
+    params, _ = user
+    inputs = np.random.default_rng(0).normal(size=(1797, IN)).astype(np.float32)
+    labels = np.zeros(1797, np.int32)
+    with pytest.raises(ValueError, match=r"train_data\[1\] of shape \(1797,\) gives each step a "
+                       r"single scalar: this looks like a whole dataset passed as one batch"):
+        lr_find(params, ADAM, (inputs, labels), mlp_loss, num_steps=STEPS)

@@ -324,3 +324,41 @@ def test_bf16_hyperparameters_from_inject_hyperparams_are_warned_about():
                 num_steps=8, options=QUIET)
         lr_find(params, optax.adam, make_data(8), mlp_loss, start_lr=1e-4, end_lr=1.0,
                 num_steps=8, options=QUIET)
+
+
+def test_a_schedule_inside_the_chain_is_refused_since_it_would_scale_the_swept_lr():
+    params, data = init_mlp(0), make_data(20)
+    optimizer = optax.chain(ADAM, optax.scale_by_schedule(optax.cosine_decay_schedule(1.0, 100)))
+    with pytest.raises(ValueError, match=r"also scales its updates by a schedule "
+                       r"\(ScaleByScheduleState at opt_state\[1\]\)"):
+        lr_find(params, optimizer, data, mlp_loss, num_steps=12, options=QUIET)
+
+
+@pytest.mark.parametrize(("factory", "state"), [
+    (optax.contrib.prodigy, "ProdigyState"),
+    (optax.contrib.dadapt_adamw, "DAdaptAdamWState"),
+    (optax.contrib.dog, "DoGState"),
+])
+def test_learning_rate_free_optimizers_are_refused_with_what_their_lr_means(factory, state):
+    params, data = init_mlp(0), make_data(20)
+    with pytest.raises(ValueError, match=rf"learning-rate-free \({state} at opt_state"):
+        lr_find(params, factory, data, mlp_loss, num_steps=12, options=QUIET)
+
+
+def test_extra_args_transformations_get_the_loss_and_a_value_fn():
+    params, data = init_mlp(0), make_data(20)
+    plateau = optax.chain(ADAM, optax.contrib.reduce_on_plateau(patience=2))
+    result = lr_find(params, plateau, data, mlp_loss, num_steps=12, start_lr=1e-4, end_lr=1e-1,
+                     options=QUIET)
+    assert len(result.losses) == 12
+    lbfgs = lr_find(params, optax.lbfgs, data, mlp_loss, num_steps=12, start_lr=1e-4,
+                    end_lr=1e-1, options=QUIET)
+    assert np.all(np.isfinite(lbfgs.losses))
+
+
+def test_an_optimizer_that_branches_on_an_injected_hyperparameter_is_explained():
+    params, data = init_mlp(0), make_data(20)
+    injected = optax.inject_hyperparams(optax.lbfgs)(learning_rate=1.0)
+    with pytest.raises(ValueError, match=r"branches in Python on an injected hyperparameter.*"
+                       r"static_args"):
+        lr_find(params, injected, data, mlp_loss, num_steps=12, options=QUIET)

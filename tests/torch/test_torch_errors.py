@@ -337,3 +337,27 @@ def test_loss_errors_found_mid_sweep_restore_batchnorm_statistics(
     assert any("running_mean" in name for name, _ in cnn.model.named_buffers())
     expect_error(cnn, ValueError, "loss_fn must return a scalar loss", loss_fn=per_sample,
                  settings=Settings(accumulation_steps=accumulation_steps))
+
+
+def test_an_optimizer_that_needs_a_closure_is_refused_before_any_step() -> None:
+    model = tiny_mlp()
+    optimizer = torch.optim.LBFGS(model.parameters(), lr=1.0)
+    before = capture(model, optimizer)
+    with pytest.raises(TypeError, match=r"LBFGS.step needs a closure"):
+        lr_find(model, optimizer, batches(4), cross_entropy, options=TorchOptions(progress=False))
+    assert_restored(before, model, optimizer)
+
+
+@pytest.mark.parametrize(("package", "name", "says"), [
+    ("prodigyopt", "Prodigy", "its lr is a multiplier of that estimate, best left near 1"),
+    ("dadaptation", "DAdaptAdam", "best left at 1"),
+    ("schedulefree", "AdamWScheduleFree", "needs optimizer.train() and optimizer.eval()"),
+])
+def test_learning_rate_free_optimizers_are_refused_with_what_their_lr_means(
+    package: str, name: str, says: str
+) -> None:
+    optimizer_class = type(name, (torch.optim.SGD,), {"__module__": f"{package}.{name.lower()}"})
+    model = tiny_mlp()
+    with pytest.raises(ValueError, match=rf"{name} is learning-rate-free: .*{re.escape(says)}"):
+        lr_find(model, optimizer_class(model.parameters(), lr=1.0), batches(4), cross_entropy,
+                options=TorchOptions(progress=False))
