@@ -18,22 +18,29 @@ DEMO_ORDER = ("torch", "jax")
 
 
 def _show(args: argparse.Namespace) -> int:
+    """Print a saved result; a file that cannot be read is one line on stderr, exit 1."""
     import matplotlib
 
     matplotlib.use("Agg")
     from lrfind_core.result import LRFindResult
 
+    def fail(error: BaseException) -> int:
+        print(f"lrfind show: {' '.join(str(error).splitlines())}", file=sys.stderr)
+        return 1
+
     try:
         result = LRFindResult.load(args.result)
     except (OSError, ValueError) as error:
-        print(f"lrfind show: {error}", file=sys.stderr)
-        return 1
+        return fail(error)
     print(result)
     for detail in result.suggestions.values():
         lr = "None" if detail.lr is None else f"{detail.lr:.3g}"
         print(f"  {detail.method:>8}: {lr}  ({detail.reason})")
     if args.plot:
-        result.plot(path=args.plot)
+        try:
+            result.plot(path=args.plot)
+        except (OSError, ValueError) as error:  # a folder that is not there, a bad suffix
+            return fail(error)
         print(f"plot saved to {args.plot}")
     return 0
 

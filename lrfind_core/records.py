@@ -17,7 +17,25 @@ from typing import Any
 import numpy as np
 
 from lrfind_core.aggregation import spread_in_decades
-from lrfind_core.serialization import decode_floats, encode_floats
+from lrfind_core.serialization import (
+    LR,
+    MAX_VALUES,
+    FieldError,
+    decode_float_rows,
+    decode_floats,
+    decode_ints,
+    encode_floats,
+    encode_optional_float,
+    expected,
+    field_path,
+    read_choice,
+    read_int,
+    read_number,
+    read_object,
+    read_optional_int,
+    read_optional_lr,
+    read_str,
+)
 
 
 @dataclass(eq=False)
@@ -56,21 +74,62 @@ class SweepEnsemble:
             "sweep_smoothed": [encode_floats(row) for row in self.sweep_smoothed],
             "band_low": encode_floats(self.band_low),
             "band_high": encode_floats(self.band_high),
-            "sweep_suggestions": self.sweep_suggestions,
-            "stop_steps": self.stop_steps,
+            "sweep_suggestions": {
+                method: [encode_optional_float(lr) for lr in lrs]
+                for method, lrs in self.sweep_suggestions.items()
+            },
+            "stop_steps": [None if step is None else int(step) for step in self.stop_steps],
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SweepEnsemble:
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            sweep_losses=np.array([decode_floats(row) for row in data["sweep_losses"]]),
-            sweep_smoothed=np.array([decode_floats(row) for row in data["sweep_smoothed"]]),
-            band_low=decode_floats(data["band_low"]),
-            band_high=decode_floats(data["band_high"]),
-            sweep_suggestions={k: list(v) for k, v in data["sweep_suggestions"].items()},
-            stop_steps=list(data["stop_steps"]),
-        )
+    def from_dict(cls, data: Any, field: str = "ensemble") -> SweepEnsemble:
+        """Inverse of :meth:`to_dict`, checked: K >= 1 sweeps of L points each, a band
+        of at most L points, K suggestions per method (None or an LR), K stop steps
+        (None or a point of the L). A :class:`~lrfind_core.serialization.FieldError`
+        names the first field (under ``field``) that is not so."""
+        fields = read_object(data, field, ("sweep_losses", "sweep_smoothed", "band_low",
+                                           "band_high", "sweep_suggestions", "stop_steps"))
+        losses = decode_float_rows(fields["sweep_losses"], f"{field}.sweep_losses", min_rows=1)
+        sweeps, points = losses.shape
+        smoothed = decode_float_rows(fields["sweep_smoothed"], f"{field}.sweep_smoothed",
+                                     rows=sweeps)
+        if smoothed.shape != losses.shape:
+            raise FieldError(f"{field}.sweep_smoothed",
+                             f"expected {sweeps} lists of {points} values (as sweep_losses), "
+                             f"got {smoothed.shape[0]} of {smoothed.shape[1]}")
+        band_low = decode_floats(fields["band_low"], f"{field}.band_low")
+        if len(band_low) > points:
+            raise FieldError(f"{field}.band_low",
+                             f"expected at most {points} values (the sweeps' length), "
+                             f"got {len(band_low)}")
+        band_high = decode_floats(fields["band_high"], f"{field}.band_high", length=len(band_low),
+                                  length_of="band_low")
+        suggestions = fields["sweep_suggestions"]
+        if not isinstance(suggestions, dict):
+            raise expected(f"{field}.sweep_suggestions",
+                           "an object: per method, each sweep's LR", suggestions)
+        sweep_suggestions: dict[str, list[float | None]] = {}
+        for method, lrs in suggestions.items():
+            if not isinstance(method, str):
+                raise FieldError(f"{field}.sweep_suggestions",
+                                 f"expected method names as keys, got {method!r}")
+            where = field_path(f"{field}.sweep_suggestions", method)
+            if not isinstance(lrs, list) or len(lrs) != sweeps:
+                raise expected(where, f"a list of {sweeps} LRs (one per sweep)", lrs)
+            sweep_suggestions[method] = [
+                read_optional_lr(lr, field_path(where, number)) for number, lr in enumerate(lrs)
+            ]
+        steps = fields["stop_steps"]
+        if not isinstance(steps, list) or len(steps) != sweeps:
+            raise expected(f"{field}.stop_steps", f"a list of {sweeps} stop steps", steps)
+        stop_steps = [
+            read_optional_int(step, f"{field}.stop_steps[{number}]", minimum=0,
+                              maximum=points - 1)
+            for number, step in enumerate(steps)
+        ]
+        return cls(sweep_losses=losses, sweep_smoothed=smoothed, band_low=band_low,
+                   band_high=band_high, sweep_suggestions=sweep_suggestions,
+                   stop_steps=stop_steps)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SweepEnsemble):
@@ -112,18 +171,47 @@ class IndependentRuns:
         """JSON-ready plain data."""
         return {
             "run_losses": [[encode_floats(run) for run in curve] for curve in self.run_losses],
-            "average_last": self.average_last,
-            "made": self.made,
+            "average_last": int(self.average_last),
+            "made": [int(count) for count in self.made],
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> IndependentRuns:
-        """Inverse of :meth:`to_dict`."""
-        runs = np.array([[decode_floats(run) for run in curve] for curve in data["run_losses"]])
-        made = data.get("made")
+    def from_dict(cls, data: Any, field: str = "runs") -> IndependentRuns:
+        """Inverse of :meth:`to_dict`, checked: K >= 1 curves of M >= 1 runs of n >= 1
+        steps each, ``average_last >= 1`` and, per curve, ``0 <= made <= M``. A
+        :class:`~lrfind_core.serialization.FieldError` names the first field (under
+        ``field``) that is not so."""
+        fields = read_object(data, field, ("run_losses", "average_last"), ("made",))
+        curves = fields["run_losses"]
+        where = f"{field}.run_losses"
+        if not isinstance(curves, list) or not curves:
+            raise expected(where, "a non-empty list of curves (lists of runs)", curves)
+        decoded: list[np.ndarray] = []
+        for number, curve in enumerate(curves):
+            shape = decoded[0].shape if decoded else None
+            if shape is not None and len(curves) * shape[0] * shape[1] > MAX_VALUES:
+                raise FieldError(where, f"expected at most {MAX_VALUES} values in all, got "
+                                 f"{len(curves)} x {shape[0]} x {shape[1]}: too large to read")
+            runs = decode_float_rows(curve, field_path(where, number), min_rows=1,
+                                     rows=None if shape is None else shape[0])
+            if runs.shape[1] < 1 or (shape is not None and runs.shape != shape):
+                raise FieldError(field_path(where, number),
+                                 f"expected {shape[0] if shape else 'M >= 1'} runs of "
+                                 f"{shape[1] if shape else 'n >= 1'} steps each, got "
+                                 f"{runs.shape[0]} of {runs.shape[1]}")
+            decoded.append(runs)
+        losses = np.array(decoded, dtype=np.float64)
+        average_last = read_int(fields["average_last"], f"{field}.average_last", minimum=1)
+        made = fields.get("made")
         if made is None:  # saved before ``made`` was kept: the runs up to the last recorded
-            made = [_runs_recorded(curve) for curve in runs]
-        return cls(run_losses=runs, average_last=int(data["average_last"]), made=list(made))
+            made = [_runs_recorded(curve) for curve in losses]
+        elif not isinstance(made, list) or len(made) != len(losses):
+            raise expected(f"{field}.made", f"a list of {len(losses)} run counts (one per curve)",
+                           made)
+        else:
+            made = [read_int(count, f"{field}.made[{number}]", minimum=0,
+                             maximum=losses.shape[1]) for number, count in enumerate(made)]
+        return cls(run_losses=losses, average_last=average_last, made=made)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, IndependentRuns):
@@ -186,38 +274,61 @@ class SearchRecord:
         """JSON-ready plain data."""
         return {
             "schedule": self.schedule,
-            "training_steps": self.training_steps,
-            "budget_steps": self.budget_steps,
+            "training_steps": int(self.training_steps),
+            "budget_steps": int(self.budget_steps),
             "lrs": encode_floats(self.lrs),
             "horizons": [int(h) for h in self.horizons],
             "rungs": [int(r) for r in self.rungs],
             "scores": encode_floats(self.scores),
-            "lr": None if self.lr is None else encode_floats([self.lr])[0],
+            "lr": encode_optional_float(self.lr),
             "near_best": None if self.near_best is None else encode_floats(self.near_best),
-            "tolerance": self.tolerance,
+            "tolerance": float(self.tolerance),
             "reason": self.reason,
-            "sweep_steps": self.sweep_steps,
-            "held_out_batches": self.held_out_batches,
+            "sweep_steps": int(self.sweep_steps),
+            "held_out_batches": int(self.held_out_batches),
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SearchRecord:
-        """Inverse of :meth:`to_dict`."""
-        near = data["near_best"]
+    def from_dict(cls, data: Any, field: str = "search") -> SearchRecord:
+        """Inverse of :meth:`to_dict`, checked: one LR (finite, > 0), horizon (>= 1),
+        rung (>= 0) and score per candidate; the chosen LR None or an LR; near_best
+        None or two LRs, low <= high; steps >= 1 (>= 0 for the sweep and the held-out
+        batches); tolerance finite >= 0. A
+        :class:`~lrfind_core.serialization.FieldError` names the first field (under
+        ``field``) that is not so."""
+        required = ("schedule", "training_steps", "budget_steps", "lrs", "horizons", "rungs",
+                    "scores", "lr", "near_best", "tolerance", "reason", "sweep_steps")
+        fields = read_object(data, field, required, ("held_out_batches",))
+        lrs = decode_floats(fields["lrs"], f"{field}.lrs", finite=True, positive=True)
+        candidates = len(lrs)
+        near = fields["near_best"]
+        if near is not None:
+            near_field = f"{field}.near_best"
+            if not isinstance(near, list) or len(near) != 2:
+                raise expected(near_field, f"null or a list of two LRs [low, high] ({LR})", near)
+            low, high = decode_floats(near, near_field, finite=True, positive=True).tolist()
+            if low > high:
+                raise expected(f"{near_field}[1]", f"an LR >= the low end ({low!r})", near[1])
+            near = (low, high)
         return cls(
-            schedule=data["schedule"],
-            training_steps=int(data["training_steps"]),
-            budget_steps=int(data["budget_steps"]),
-            lrs=decode_floats(data["lrs"]),
-            horizons=np.asarray(data["horizons"], dtype=np.int64),
-            rungs=np.asarray(data["rungs"], dtype=np.int64),
-            scores=decode_floats(data["scores"]),
-            lr=None if data["lr"] is None else float(decode_floats([data["lr"]])[0]),
-            near_best=None if near is None else tuple(decode_floats(near).tolist()),
-            tolerance=float(data["tolerance"]),
-            reason=data["reason"],
-            sweep_steps=int(data["sweep_steps"]),
-            held_out_batches=int(data.get("held_out_batches", 0)),
+            schedule=read_choice(fields["schedule"], f"{field}.schedule",
+                                 ("one_cycle", "constant")),
+            training_steps=read_int(fields["training_steps"], f"{field}.training_steps",
+                                    minimum=1),
+            budget_steps=read_int(fields["budget_steps"], f"{field}.budget_steps", minimum=1),
+            lrs=lrs,
+            horizons=decode_ints(fields["horizons"], f"{field}.horizons", length=candidates,
+                                 minimum=1),
+            rungs=decode_ints(fields["rungs"], f"{field}.rungs", length=candidates, minimum=0),
+            scores=decode_floats(fields["scores"], f"{field}.scores", length=candidates,
+                                 length_of="lrs"),
+            lr=read_optional_lr(fields["lr"], f"{field}.lr"),
+            near_best=near,
+            tolerance=read_number(fields["tolerance"], f"{field}.tolerance", minimum=0.0),
+            reason=read_str(fields["reason"], f"{field}.reason"),
+            sweep_steps=read_int(fields["sweep_steps"], f"{field}.sweep_steps", minimum=0),
+            held_out_batches=read_int(fields.get("held_out_batches", 0),
+                                      f"{field}.held_out_batches", minimum=0),
         )
 
     def __eq__(self, other: object) -> bool:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -178,6 +179,7 @@ def run_finder(
         "wall_time_s": time.perf_counter() - started,
     }
     result = LRFindResult.from_judgement(judgement, settings, backend.common_meta(meta), search)
+    notices += result_notices(result)
     warn_user(notices)
     if plot_path is not None and backend.is_main_process:
         save_plot(result, plot_path)
@@ -210,6 +212,60 @@ def run_notices(plan: RunPlan, record: RunRecord, settings: Settings) -> list[st
     return notices
 
 
+def result_notices(result: LRFindResult) -> list[str]:
+    """What the user should hear about the answer: none, one within a point of either
+    end of the curve, or a band that measured nothing."""
+    notices = []
+    detail = result.suggest()
+    if detail.lr is None:
+        notices.append(f"lr_find has no suggestion: {detail.reason}")
+    elif result.search is not None:
+        notices += _search_edge(result)
+    else:
+        lrs = result.lrs
+        low, high = float(lrs[0]), float(lrs[-1])
+        if detail.lr <= lrs[min(1, len(lrs) - 1)] * (1 + 1e-9):
+            notices.append(
+                f"the suggestion {detail.lr:.3g} sits at the start of the swept range "
+                f"({low:.3g}): the best LR may be lower. Lower start_lr, or give the sweep "
+                "more data if it ended early"
+            )
+        elif detail.lr >= lrs[max(len(lrs) - 2, 0)] * (1 - 1e-9):
+            notices.append(
+                f"the suggestion {detail.lr:.3g} sits at the end of the curve ({high:.3g}): "
+                "the best LR may be higher. Raise end_lr, or give the sweep more data if it "
+                "ended early"
+            )
+    ensemble = result.ensemble
+    if ensemble is not None and ensemble.num_sweeps > 1:
+        first = ensemble.sweep_losses[0]
+        if all(np.array_equal(first, row, equal_nan=True) for row in ensemble.sweep_losses[1:]):
+            notices.append(
+                f"the {ensemble.num_sweeps} curves are identical: nothing differed between "
+                "them (the data cycles through the same batches, and no randomness differs, "
+                "e.g. no rng=), so their band and spread measure nothing. Give more data "
+                "(each curve reads the next batches) or randomness"
+            )
+    return notices
+
+
+def _search_edge(result: LRFindResult) -> list[str]:
+    """A search whose best candidate stayed at an edge of those it ran."""
+    search = result.search
+    lrs, scores = search.rung(int(search.rungs.max()))
+    finite = np.isfinite(scores)
+    best = int(np.argmin(np.where(finite, scores, np.inf)))
+    if best == 0:
+        return [f"the search's best candidate, {lrs[0]:.3g}, is the lowest it ran (its budget "
+                "allowed no lower one): the best LR may be lower. Raise budget_steps or "
+                "lower start_lr"]
+    if best == len(lrs) - 1:
+        return [f"the search's best candidate, {lrs[-1]:.3g}, is the highest it ran (its "
+                "budget allowed no higher one): the best LR may be higher. Raise "
+                "budget_steps"]
+    return []
+
+
 def _untrained_runs(plan: RunPlan, record: RunRecord, settings: Settings) -> list[str]:
     """Independent runs whose every update a GradScaler skipped: named, or an error
     when no run trained at all."""
@@ -232,7 +288,8 @@ def _untrained_runs(plan: RunPlan, record: RunRecord, settings: Settings) -> lis
 
 
 def skipped_steps(plan: RunPlan, record: RunRecord, settings: Settings) -> list[dict[str, Any]]:
-    """The GradScaler's skipped updates, by sweep (and run, in independent mode)."""
+    """The GradScaler's skipped updates, by sweep (and run, in independent mode); a
+    non-finite loss is kept as the text ``"inf"`` or ``"nan"`` (the meta is JSON)."""
     entries = []
     for entry in record.skipped:
         run = entry["run"]
@@ -241,7 +298,9 @@ def skipped_steps(plan: RunPlan, record: RunRecord, settings: Settings) -> list[
             where = {"sweep": run // grid, "run": run % grid}
         else:
             where = {"sweep": int(plan.curves[run])}
-        entries.append({**where, "step": entry["step"], "lr": entry["lr"], "loss": entry["loss"]})
+        loss = float(entry["loss"])  # JSON has no NaN or inf: those are kept as text
+        entries.append({**where, "step": entry["step"], "lr": entry["lr"],
+                        "loss": loss if math.isfinite(loss) else str(loss)})
     return entries
 
 

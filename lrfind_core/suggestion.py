@@ -3,9 +3,10 @@
 ``suggest(lrs, losses, method)`` judges a *smoothed* curve. Before a method sees
 it, the curve is cut at its first non-finite point, then trimmed: the first
 ``skip_start`` points (default ``planned_steps // 10``) and the last ``skip_end``
-(default 5) are dropped. A curve with fewer than 3 points left, or a flat one,
-gets ``None`` with a reason. A suggested LR always lies inside the swept range
-``[lrs[0], lrs[-1]]``: one outside is clipped, and the reason says so.
+(default 5) are dropped. A curve with fewer than 3 points left, a flat one, or one
+that only rises (lowest at its first judged point) gets ``None`` with a reason. A
+suggested LR always lies inside the swept range ``[lrs[0], lrs[-1]]``: one outside
+is clipped, and the reason says so.
 """
 
 from __future__ import annotations
@@ -135,6 +136,12 @@ def suggest(
     window_lrs, window_losses = lrs[begin:end], losses[begin:end]
     if np.ptp(window_losses) <= 1e-12 * np.max(np.abs(window_losses)):
         return Suggestion(method, None, None, "flat curve: the loss does not change with the LR")
+    if np.argmin(window_losses) == 0:
+        return Suggestion(
+            method, None, None,
+            f"the loss only rises over the judged range (lowest at its first point, "
+            f"{window_lrs[0]:.3g}): no LR in it trains better than the smallest; lower start_lr",
+        )
 
     output = _METHODS[method](window_lrs, window_losses)
     if output.lr is None:

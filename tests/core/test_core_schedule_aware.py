@@ -47,12 +47,13 @@ def test_the_default_is_minimum_for_one_cycle_and_constant_is_half_a_decade_lowe
 
 
 def test_a_scaled_lr_outside_the_range_is_clipped():
-    # A rising curve: minimum reads the first judged point / 10 (already clipped to
-    # lrs[0]); a third of that for a constant schedule falls below the range again.
-    rising = np.linspace(1.0, 3.0, 100)
-    result = LRFindResult.from_curve(LRS, rising, for_schedule="constant")
+    # The lowest loss at point 20: minimum reads lrs[20] / 10, within the range; a
+    # third of that for a constant schedule falls below it and is clipped.
+    curve = 1.0 + (np.arange(100) - 20.0) ** 2 / 100
+    result = LRFindResult.from_curve(LRS, curve, for_schedule="constant", beta=0.0)
     detail = result.suggest("minimum")
-    assert detail.curve_lr == LRS[0]
+    assert detail.curve_lr == pytest.approx(LRS[20] / 10)
+    assert detail.curve_lr * 10**-0.5 < LRS[0]
     assert (detail.lr, detail.index) == (LRS[0], 0)
     assert "x0.316 for constant, clipped to the swept range" in detail.reason
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from lrfind_core import MethodOutput, Suggestion, available_methods, register_method
 from lrfind_core.schedules import exponential_schedule, linear_schedule
 from lrfind_core.suggestion import suggest
+from lrfind_core.suggestion_methods import slide, steep, valley
 
 suggest_module = importlib.import_module("lrfind_core.suggestion")
 
@@ -98,7 +99,8 @@ def test_valley_matches_fastai_loop(values):
     assume(max(losses) > min(losses))
     lrs = sweep(len(losses))
     expected = reference_valley_index(losses)
-    result = suggest(lrs, losses, "valley", **NO_TRIM)
+    # The rule itself (suggest() declines curves that only rise before it gets there).
+    result = valley(lrs, np.asarray(losses, dtype=np.float64))
     # fastai can index from the end when the valley starts at point 0; lrfind clamps to 0.
     expected = max(expected, 0)
     assert (result.lr, result.index) == (float(lrs[expected]), expected)
@@ -136,17 +138,16 @@ def test_steep_at_the_first_point_uses_a_one_sided_difference():
 
 def test_steep_returns_none_when_the_loss_never_falls():
     curve = np.linspace(1.0, 2.0, 30)
-    result = suggest(sweep(30), curve, "steep", **NO_TRIM)
-    assert result.lr is None
-    assert result.index is None
+    result = steep(sweep(30), curve)
+    assert (result.lr, result.index) == (None, None)
     assert result.reason == "the smoothed loss never falls"
 
 
 def test_steep_ignores_rounding_on_plateaus():
     # Never falls: flat, then a step up, then flat. The plateaus' slopes are exactly 0
     # (log(lr) gaps that differ in the last bit must not turn them into a "fall").
-    curve = [3.0] * 15 + [4.0] * 5
-    result = suggest(sweep(20), curve, "steep", **NO_TRIM)
+    curve = np.array([3.0] * 15 + [4.0] * 5)
+    result = steep(sweep(20), curve)
     assert result.lr is None
     assert result.reason == "the smoothed loss never falls"
 
@@ -197,7 +198,7 @@ def test_slide_stops_where_gradients_agree():
     steps = np.arange(50)
     curve = np.where(steps > 20, 1.0 + 0.02 * (steps - 20.0) ** 2, 1.0)
     lrs = sweep(50)
-    result = suggest(lrs, curve, "slide", **NO_TRIM)
+    result = slide(lrs, curve)
     assert (result.lr, result.index) == (float(lrs[5]), 5)
     assert reference_slide_index(curve) == 5
 
@@ -209,7 +210,7 @@ def test_slide_threshold_is_strict():
     curve = np.where(steps > 20, 0.01 * (steps - 20.0) ** 2, 0.0)
     assert np.gradient(curve)[20] == 0.005
     lrs = sweep(50)
-    result = suggest(lrs, curve, "slide", **NO_TRIM)
+    result = slide(lrs, curve)
     assert (result.lr, result.index) == (float(lrs[6]), 6)
 
 
@@ -224,7 +225,7 @@ def test_slide_when_gradients_never_differ():
 def test_slide_walking_off_the_start():
     # 0.02 i^2: gradients 0.04 i inside, so every pair 15 apart differs by 0.6 > 0.005.
     lrs = sweep(30)
-    result = suggest(lrs, 0.02 * np.arange(30.0) ** 2, "slide", **NO_TRIM)
+    result = slide(lrs, 0.02 * np.arange(30.0) ** 2)
     assert (result.lr, result.index) == (float(lrs[0]), 0)
 
 
@@ -241,7 +242,7 @@ def test_slide_matches_fastai_loop(values):
     assume(max(losses) > min(losses))
     lrs = sweep(len(losses))
     expected = reference_slide_index(losses)
-    result = suggest(lrs, losses, "slide", **NO_TRIM)
+    result = slide(lrs, np.asarray(losses, dtype=np.float64))
     if losses[expected] > losses[0] and min(losses[: expected + 1]) >= losses[0]:
         # fastai's answer lies up a rise the loss never fell below its start on: declined.
         assert result.lr is None and "rises to the slide point" in result.reason
@@ -503,20 +504,12 @@ def test_rising_curve_gives_none_or_the_low_end(steps_up, start):
     losses = (start + np.cumsum(steps_up)) / 8.0
     lrs = sweep(n)
     results = {m: suggest(lrs, losses, m) for m in BUILTIN}
-    for method in ("valley", "steep", "minimum"):
-        lr = results[method].lr
-        assert lr is None or lrs[0] <= lr <= lrs[begin], method
-    assert results["valley"].lr == float(lrs[begin])
-    assert results["steep"].lr is None
-    assert results["minimum"].lr == max(float(lrs[begin]) / 10, float(lrs[0]))
-    # fastai's slide walk can point well up a rising curve; lrfind's declines, or stays
-    # on the curve's flat start (the low end, where the loss equals the first judged one).
-    slide = results["slide"]
-    if slide.lr is None:
-        assert ("never falls below its first judged value" in slide.reason
-                or "slide needs more than 15 points" in slide.reason)
-    else:
-        assert losses[slide.index] == losses[begin]
+    # A curve that only rises holds no suggestion: no method hands back the low end.
+    for method, result in results.items():
+        assert (result.lr, result.index) == (None, None), method
+        assert result.reason.startswith("the loss only rises over the judged range"), method
+        assert f"lowest at its first point, {lrs[begin]:.3g}" in result.reason
+        assert result.reason.endswith("lower start_lr")
 
 
 @pytest.mark.parametrize("curve", [np.linspace(1.0, 3.0, 100), 1.0 + np.linspace(0, 1, 100) ** 3])
@@ -524,4 +517,7 @@ def test_slide_declines_a_curve_that_only_rises(curve):
     # fastai's walk would answer point 79 (the line) or 47 (the cubic), far up the rise.
     result = suggest(sweep(100), curve, "slide")
     assert result.lr is None and result.index is None
-    assert "rises to the slide point" in result.reason
+    assert "the loss only rises" in result.reason
+    # ... and the rule alone declines it too
+    alone = slide(sweep(100)[10:95], np.asarray(curve)[10:95])
+    assert alone.lr is None and "rises to the slide point" in alone.reason

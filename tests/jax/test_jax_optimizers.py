@@ -184,7 +184,8 @@ def test_bf16_learning_rate_is_kept_in_its_stored_dtype():
     tx = optax.inject_hyperparams(optax.sgd)(learning_rate=1e-3)  # stored in bf16
     assert tx.init(params).hyperparams["learning_rate"].dtype == jnp.bfloat16
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the LR alone in bf16 is no low-precision warning
+        # the LR alone in bf16 is no low-precision warning
+        warnings.filterwarnings("error", message=".*low precision.*")
         result = lr_find(params, tx, make_data(20), mlp_loss, start_lr=1e-4, end_lr=1.0,
                          num_steps=20, options=QUIET)
     assert result.meta["lr_groups"][0]["dtype"] == "bfloat16"
@@ -319,7 +320,7 @@ def test_bf16_hyperparameters_from_inject_hyperparams_are_warned_about():
     fixed = optax.inject_hyperparams(optax.adam, hyperparam_dtype=jnp.float32)(
         learning_rate=1e-3)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.filterwarnings("error", message=".*low precision.*")
         lr_find(params, fixed, make_data(8), mlp_loss, start_lr=1e-4, end_lr=1.0,
                 num_steps=8, options=QUIET)
         lr_find(params, optax.adam, make_data(8), mlp_loss, start_lr=1e-4, end_lr=1.0,

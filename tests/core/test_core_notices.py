@@ -1,0 +1,72 @@
+"""lr_find never hands back no answer, an edge of the range, or an empty band without a word."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from search_fakes import FormulaBackend
+
+from lrfind_core import LRFindResult, Settings
+from lrfind_core.schedules import exponential_schedule
+from lrfind_core.shell import call_settings, result_notices, run_finder
+
+LRS = exponential_schedule(1e-6, 1.0, 60)
+
+
+def bowl_at(index: int) -> np.ndarray:
+    """A curve lowest at ``index``."""
+    return 1.0 + (np.arange(60) - index) ** 2 / 200.0
+
+
+def test_a_plain_answer_inside_the_range_comes_without_a_word(recwarn):
+    result = run_finder(FormulaBackend(sweep_minimum=-2.0), Settings())
+    assert result.suggestion is not None
+    assert result_notices(result) == []
+    assert [str(w.message) for w in recwarn] == []
+
+
+def test_an_answer_at_the_start_of_the_range_says_so_and_what_to_change():
+    # the lowest loss at point 8: minimum / 10 falls below the range and is clipped to it
+    result = LRFindResult.from_curve(LRS, bowl_at(8), beta=0.0, for_schedule="curve")
+    assert result.suggestion == LRS[0]
+    assert result_notices(result) == [
+        "the suggestion 1e-06 sits at the start of the swept range (1e-06): the best LR may "
+        "be lower. Lower start_lr, or give the sweep more data if it ended early"
+    ]
+
+
+def test_an_answer_at_the_end_of_the_curve_says_so():
+    # steep on a loss that falls faster and faster to the end of the curve
+    falling = 3.0 - np.exp(np.linspace(0, 3, 60)) / 10
+    result = LRFindResult.from_curve(LRS, falling, method="steep", beta=0.0, skip_end=0,
+                                     for_schedule="curve")
+    assert result.suggestion == LRS[-1]
+    assert result_notices(result) == [
+        "the suggestion 1 sits at the end of the curve (1): the best LR may be higher. Raise "
+        "end_lr, or give the sweep more data if it ended early"
+    ]
+
+
+def test_no_answer_says_why_through_a_warning():
+    backend = FormulaBackend(sweep_minimum=-6.5)  # the loss only rises over the judged range
+    with pytest.warns(UserWarning, match=r"lr_find has no suggestion: the loss only rises"):
+        result = run_finder(backend, Settings(start_lr=1e-7, end_lr=1.0))
+    assert result.suggestion is None
+
+
+def test_identical_curves_are_named_since_their_band_measures_nothing():
+    with pytest.warns(UserWarning, match=r"the 3 curves are identical: nothing differed between "
+                      r"them"):
+        result = run_finder(FormulaBackend(sweep_minimum=-2.0), Settings(num_sweeps=3))
+    assert result.ensemble.spread_decades("minimum") == 0.0
+
+
+def test_a_search_whose_best_stays_at_an_edge_of_its_candidates_says_so():
+    # the best LR is 1e-9, far below the bracket, and the budget runs out on the way there
+    backend = FormulaBackend(best=-9.0, sweep_minimum=-1.0, curvature=0.05)
+    settings = call_settings(None, mode="search", training_steps=300, budget_steps=150)
+    with pytest.warns(UserWarning, match=r"the search's best candidate, .*, is the lowest it "
+                      r"ran .*Raise budget_steps or lower start_lr"):
+        result = run_finder(backend, settings, has_validation=True)
+    lrs, scores = result.search.rung(int(result.search.rungs.max()))
+    assert np.argmin(scores) == 0 and result.search.lr == lrs[0]
