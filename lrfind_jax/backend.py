@@ -21,7 +21,7 @@ import numpy as np
 from lrfind_core.plan import RunPlan, RunRecord
 from lrfind_core.progress import ProgressBar
 from lrfind_core.versions import package_versions
-from lrfind_jax.checks import check_loss_output
+from lrfind_jax.checks import check_devices, check_loss_output
 from lrfind_jax.data import (
     BatchSequence,
     batch_example,
@@ -140,6 +140,8 @@ class JaxBackend:
         )
         tables = run_tables(plan, model.groups, options.one_cycle_options)
         inputs = run_inputs(plan, data, length, tables, model.rng, val_data, shift)
+        check_devices({"params": model.params, "model_state": model.model_state,
+                       "opt_state": model.opt_state, "train_data": data, "val_data": val_data})
         state = (model.params, model.opt_state, model.model_state)
         key = _program_key(spec, state, inputs, plan, options.execution)
         program = cached_program(key)

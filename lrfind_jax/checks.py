@@ -16,26 +16,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lrfind_core.arguments import check_int
-
-
-def check_callable(name: str, value: Any) -> None:
-    """``value`` is callable."""
-    if not callable(value):
-        raise TypeError(f"{name} must be callable, got {type(value).__name__}")
-
-
-def check_bool(name: str, value: Any) -> bool:
-    """``value`` is a bool."""
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {value!r}")
-    return value
-
-
-def check_optional_int(name: str, value: Any, *, minimum: int) -> int | None:
-    """``value`` is None or an int >= ``minimum``."""
-    return None if value is None else check_int(name, value, minimum=minimum)
-
 
 def check_rng(rng: Any) -> Any:
     """``rng`` is None or a PRNG key (``jax.random.key`` or a legacy ``uint32[2]``)."""
@@ -72,6 +52,38 @@ def check_params(params: Any) -> None:
             )
     if not any(jnp.issubdtype(jnp.result_type(leaf), jnp.inexact) for leaf in leaves):
         raise ValueError("params has no floating-point array to train")
+
+
+def committed_devices(tree: Any) -> set[frozenset[Any]]:
+    """The device sets that the committed arrays of ``tree`` sit on."""
+    found = set()
+    for leaf in jax.tree_util.tree_leaves(tree):
+        if isinstance(leaf, jax.Array) and getattr(leaf, "committed", False):
+            found.add(frozenset(leaf.sharding.device_set))
+    return found
+
+
+def check_devices(arguments: dict[str, Any]) -> None:
+    """Committed arrays of different arguments sit on the same devices (JAX cannot run
+    one program over arrays committed to different device sets)."""
+    where = {name: committed_devices(tree) for name, tree in arguments.items()}
+    distinct = set().union(*where.values())
+    if len(distinct) <= 1:
+        return
+
+    def shown(devices: frozenset[Any]) -> str:
+        names = sorted(str(device) for device in devices)
+        return names[0] if len(names) == 1 else f"{len(names)} devices ({', '.join(names)})"
+
+    placed = "; ".join(
+        f"{name} on {' and '.join(shown(devices) for devices in sets)}"
+        for name, sets in where.items() if sets
+    )
+    raise ValueError(
+        f"the arguments sit on different devices: {placed}. Put them on the same devices, "
+        "as for training: e.g. the data with jax.device_put(data, NamedSharding(mesh, "
+        "P(None, 'data'))) beside params on that mesh, or everything on one device"
+    )
 
 
 def _describe(tree: Any) -> str:
@@ -188,11 +200,9 @@ def check_loss_output(
 
 
 __all__ = [
-    "check_bool",
-    "check_callable",
+    "check_devices",
     "check_loss_output",
     "check_opt_state",
-    "check_optional_int",
     "check_params",
     "check_rng",
     "check_same_structure",

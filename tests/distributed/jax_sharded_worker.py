@@ -129,6 +129,14 @@ def main() -> None:
     report["model_parallel"] = sweep(
         model_sharded, (jax.device_put(inputs, batch2), jax.device_put(labels, batch2))
     )
+    # data committed to one device beside params replicated over four: named, not JAX's error
+    first = jax.devices()[0]
+    one_device = (jax.device_put(inputs, first), jax.device_put(labels, first))
+    try:
+        sweep(replicated, one_device)
+        report["misplaced_data"] = None
+    except ValueError as error:
+        report["misplaced_data"] = str(error)
     print(json.dumps(report))
 
 

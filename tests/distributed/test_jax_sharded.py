@@ -49,3 +49,12 @@ def test_the_compiled_sweep_keeps_the_users_shardings(report):
 def test_the_users_sharded_params_are_untouched(report):
     assert report["params_unchanged"] is True
     assert report["params_sharding_kept"] == "P()"
+
+
+def test_data_on_other_devices_than_the_params_is_named_before_any_work(report):
+    message = report["misplaced_data"]
+    assert message is not None
+    assert message.startswith("the arguments sit on different devices: params on 4 devices "
+                              "(cpu:0, cpu:1, cpu:2, cpu:3); ")
+    assert "train_data on cpu:0" in message
+    assert "NamedSharding(mesh, P(None, 'data'))" in message
