@@ -228,13 +228,12 @@ class TorchBackend:
         advance: Callable[[int], Any],
     ) -> None:
         """Run ``run`` of ``plan`` to its end, its stop or the end of the data."""
-        lrs = plan.lrs[run].tolist()
-        table = group_learning_rates(plan.lrs[run], self.base_lrs).tolist()
+        lrs = plan.lrs[run]  # read per step, not as a list: a long plan stays small
+        table = group_learning_rates(lrs, self.base_lrs)
         groups = self.optimizer.param_groups
         scheduler = None
         if plan.target == "one_cycle":
-            peaks = [value * base / self.base_lrs[0] for value, base in
-                     zip([lrs[0]] * len(self.base_lrs), self.base_lrs, strict=True)]
+            peaks = [float(lrs[0]) * base / self.base_lrs[0] for base in self.base_lrs]
             scheduler = one_cycle_for_run(self.optimizer, peaks, plan.num_steps,
                                           self.options.one_cycle_options)
         if self.options.train_mode:
@@ -244,7 +243,7 @@ class TorchBackend:
         index = shown = 0
         while index < plan.num_steps and not recorder.stopped:
             if scheduler is None:
-                set_group_lrs(groups, table[index])
+                set_group_lrs(groups, table[index].tolist())
             try:
                 loss, found_inf = step.run()
             except DataExhausted:
@@ -256,7 +255,7 @@ class TorchBackend:
             if validation is not None:
                 point = step.validation_loss(validation) if plan.is_point(index) else None
             index += 1
-            if recorder.add(index - 1, lrs[index - 1], loss, found_inf, point):
+            if recorder.add(index - 1, float(lrs[index - 1]), loss, found_inf, point):
                 advance(index - shown)
                 shown = index
         recorder.finish()

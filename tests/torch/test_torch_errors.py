@@ -361,3 +361,30 @@ def test_learning_rate_free_optimizers_are_refused_with_what_their_lr_means(
     with pytest.raises(ValueError, match=rf"{name} is learning-rate-free: .*{re.escape(says)}"):
         lr_find(model, optimizer_class(model.parameters(), lr=1.0), batches(4), cross_entropy,
                 options=TorchOptions(progress=False))
+
+
+def test_a_huge_sweep_is_refused_and_a_long_one_stays_small_before_its_first_step() -> None:
+    import tracemalloc
+
+    model = tiny_mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=r"lr_find allows at most 10,000,000 micro-batches"):
+        lr_find(model, optimizer, batches(3), cross_entropy, num_steps=10**12)
+
+    calls = [0]
+
+    def stop_early(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        calls[0] += 1
+        if calls[0] == 3:
+            raise KeyboardInterrupt  # measure the set-up of a 10**6-step sweep, not its run
+        return cross_entropy(output, target)
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            lr_find(model, optimizer, batches(3), stop_early, num_steps=10**6,
+                    options=TorchOptions(progress=False))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20  # float64 arrays of the plan and the record, no per-step lists
