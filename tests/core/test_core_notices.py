@@ -70,3 +70,22 @@ def test_a_search_whose_best_stays_at_an_edge_of_its_candidates_says_so():
         result = run_finder(backend, settings, has_validation=True)
     lrs, scores = result.search.rung(int(result.search.rungs.max()))
     assert np.argmin(scores) == 0 and result.search.lr == lrs[0]
+
+
+def test_a_plot_that_cannot_be_saved_is_a_warning_and_the_result_is_kept(tmp_path):
+    unwritable = tmp_path / "a_folder.png"
+    unwritable.mkdir()  # its parent exists, so the path passes the early check
+    with pytest.warns(UserWarning, match=r"the result is complete, but saving the plot to .* "
+                      r"failed: IsADirectoryError"):
+        result = run_finder(FormulaBackend(sweep_minimum=-2.0), Settings(),
+                            plot_path=unwritable)
+    assert result.suggestion is not None
+
+
+def test_the_plot_is_saved_and_its_figure_closed(tmp_path):
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
+    run_finder(FormulaBackend(sweep_minimum=-2.0), Settings(), plot_path=tmp_path / "c.png")
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    assert plt.get_fignums() == before

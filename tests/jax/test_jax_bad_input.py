@@ -266,3 +266,22 @@ def test_a_whole_dataset_passed_as_one_stacked_batch_is_refused(user):
     with pytest.raises(ValueError, match=r"train_data\[1\] of shape \(1797,\) gives each step a "
                        r"single scalar: this looks like a whole dataset passed as one batch"):
         lr_find(params, ADAM, (inputs, labels), mlp_loss, num_steps=STEPS)
+
+
+def test_a_huge_sweep_and_a_plot_folder_that_does_not_exist_are_refused_before_any_work(
+    user, tmp_path
+):
+    params, data = user
+    with pytest.raises(ValueError, match=r"lr_find allows at most 10,000,000 micro-batches"):
+        lr_find(params, ADAM, data, mlp_loss, num_steps=10**12)
+    missing = tmp_path / "nope" / "curve.png"
+    calls = []
+
+    def counting(p, batch):
+        calls.append(1)
+        return mlp_loss(p, batch)
+
+    with pytest.raises(ValueError, match=r"plot_path .*curve.png.*: its folder .*nope.* does not "
+                       r"exist"):
+        lr_find(params, ADAM, data, counting, num_steps=STEPS, plot_path=missing)
+    assert calls == []  # refused before the loss was ever traced

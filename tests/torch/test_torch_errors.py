@@ -388,3 +388,10 @@ def test_a_huge_sweep_is_refused_and_a_long_one_stays_small_before_its_first_ste
     finally:
         tracemalloc.stop()
     assert peak < 64 * 2**20  # float64 arrays of the plan and the record, no per-step lists
+
+
+def test_a_snapshot_folder_that_does_not_exist_is_named_before_any_work(tmp_path: Any) -> None:
+    missing = tmp_path / "nope"
+    with pytest.raises(ValueError, match=rf"snapshot_dir '{re.escape(str(missing))}' is not a "
+                       r"folder"):
+        TorchOptions(snapshot="disk", snapshot_dir=missing)
