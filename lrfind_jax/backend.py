@@ -10,6 +10,7 @@ host loop (:mod:`lrfind_jax.driver`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -123,7 +124,23 @@ class JaxBackend:
             return None
 
     def run(self, plan: RunPlan, notices: list[str]) -> RunRecord:
-        """Run every planned run in one compiled program, driven by the host loop."""
+        """Run the planned runs in one compiled program, vmapped over the runs, or one
+        after another where a vmapped program would be slower: on XLA:CPU, where
+        ``auto`` execution dispatches a model with convolutions update by update,
+        vmapped convolutions become grouped ones, about 3x slower per run."""
+        return self._run_program(plan, notices)
+
+    def _spec(self, plan: RunPlan) -> SweepSpec:
+        model = self.model
+        return SweepSpec(
+            loss_fn=model.loss_fn, stateful=model.stateful, transformation=model.transformation,
+            lr_leaves=tuple(group.leaf_index for group in model.groups),
+            accumulation_steps=plan.accumulation_steps, monitor=plan.stop,
+            val_every=plan.val_every, val_loss_fn=model.val_loss_fn, runs=plan.num_runs,
+        )
+
+    def _run_program(self, plan: RunPlan, notices: list[str]) -> RunRecord:
+        """Run every run of ``plan`` in one compiled program, driven by the host loop."""
         model, options = self.model, self.options
         data, length, limits, feed, kind = self._data(plan, notices)
         val_data, shift = None, 0
@@ -132,12 +149,7 @@ class JaxBackend:
             shift = plan.val_from_train
         elif plan.val_every is not None:
             val_data = validation_batches(self.val_data, plan.val_batches)
-        spec = SweepSpec(
-            loss_fn=model.loss_fn, stateful=model.stateful, transformation=model.transformation,
-            lr_leaves=tuple(group.leaf_index for group in model.groups),
-            accumulation_steps=plan.accumulation_steps, monitor=plan.stop,
-            val_every=plan.val_every, val_loss_fn=model.val_loss_fn, runs=plan.num_runs,
-        )
+        spec = self._spec(plan)
         tables = run_tables(plan, model.groups, options.one_cycle_options)
         inputs = run_inputs(plan, data, length, tables, model.rng, val_data, shift)
         check_devices({"params": model.params, "model_state": model.model_state,
@@ -147,9 +159,14 @@ class JaxBackend:
         program = cached_program(key)
         loss_dtype = program.loss_dtype if program else self._loss_dtype(data)
         carry = start_runs(plan, state, np.dtype(loss_dtype), model.opt_state_is_new)
+        if program is None and plan.num_runs > 1 and key in _SEQUENTIAL:
+            return self._one_by_one(plan, notices)
         if program is None:
             with explained_tracing():
                 execution = choose_execution(options.execution, spec, carry, inputs)
+                if execution == "per_step" and plan.num_runs > 1:
+                    _SEQUENTIAL.add(key)
+                    return self._one_by_one(plan, notices)
                 program = compile_program(spec, carry, inputs, key, execution)
         chunked = options.progress or feed is not None
         steps_per_call = options.chunk_size if chunked else plan.num_steps
@@ -159,6 +176,13 @@ class JaxBackend:
         points = losses if seen.points is None else np.asarray(seen.points, np.float64)
         return RunRecord(losses=losses, points=points, made=seen.made(plan),
                          steps=seen.steps, end_reasons=end_reasons(seen, plan))
+
+    def _one_by_one(self, plan: RunPlan, notices: list[str]) -> RunRecord:
+        """Each run of ``plan`` as a one-run program (they share one compilation)."""
+        record = merge_records([self._run_program(one_run(plan, run), notices)
+                                for run in range(plan.num_runs)])
+        self._facts["runs_one_by_one"] = True
+        return record
 
     def _loss_dtype(self, data: Any) -> Any:
         model = self.model
@@ -236,7 +260,29 @@ class JaxBackend:
             "data": kind,
             "program_calls": seen.calls,
             "in_loop_resumes": seen.resumes,
+            "runs_one_by_one": False,
         }
+
+
+_SEQUENTIAL: set[Any] = set()
+"""Program keys of plans whose runs go one by one (per-step execution of several runs)."""
+
+
+def one_run(plan: RunPlan, run: int) -> RunPlan:
+    """Run ``run`` of ``plan`` as a plan of its own (its curve, data and key kept)."""
+    return dataclasses.replace(plan, lrs=plan.lrs[run : run + 1],
+                               curves=plan.curves[run : run + 1])
+
+
+def merge_records(records: list[RunRecord]) -> RunRecord:
+    """The record of runs made as single-run plans, in order."""
+    return RunRecord(
+        losses=np.concatenate([record.losses for record in records]),
+        points=np.concatenate([record.points for record in records]),
+        made=np.concatenate([record.made for record in records]),
+        steps=np.concatenate([record.steps for record in records]),
+        end_reasons=[reason for record in records for reason in record.end_reasons],
+    )
 
 
 def _hold_out(data: Any, length: int, count: int) -> tuple[Any, int, Any]:

@@ -76,7 +76,7 @@ def start_runs(
     state itself, so a single run may take it without a copy."""
     params, opt_state, model_state = state
     runs = plan.num_runs
-    if runs == 1:
+    if runs == 1 and plan.curves[0] == 0:
         copied = (fresh_copy(params), opt_state if opt_state_is_new else fresh_copy(opt_state),
                   fresh_copy(model_state))
         params, opt_state, model_state = _single(copied)

@@ -72,13 +72,18 @@ def test_per_step_sweep_matches_the_while_loop(params, data, progress):
 def test_per_step_k_sweeps_and_independent_runs_match(params, data):
     looped, stepped = run_both(params, make_data(3 * STEPS), settings=Settings(num_sweeps=3),
                                **SWEEP)
-    np.testing.assert_allclose(
-        stepped.ensemble.sweep_losses, looped.ensemble.sweep_losses, rtol=1e-6, equal_nan=True
-    )
+    # per_step runs them one by one (unbatched), the while loop vmapped: float32 rounding
+    # apart, growing near divergence
+    assert stepped.meta["runs_one_by_one"] and not looped.meta["runs_one_by_one"]
+    for mine, theirs, stop in zip(stepped.ensemble.sweep_losses, looped.ensemble.sweep_losses,
+                                  looped.ensemble.stop_steps, strict=True):
+        calm = len(theirs) if stop is None else stop - 4  # rounding grows as the loss diverges
+        np.testing.assert_allclose(mine[:calm], theirs[:calm], rtol=1e-5, equal_nan=True)
+        np.testing.assert_allclose(mine[calm:], theirs[calm:], rtol=1e-3, equal_nan=True)
     assert stepped.stop_step == looped.stop_step
     grid = Settings(start_lr=1e-3, end_lr=30.0, independent_lrs=6, steps_per_lr=5)
     looped, stepped = run_both(params, make_data(5), mode="independent", settings=grid)
-    np.testing.assert_allclose(stepped.runs.run_losses, looped.runs.run_losses, rtol=1e-6,
+    np.testing.assert_allclose(stepped.runs.run_losses, looped.runs.run_losses, rtol=1e-5,
                                equal_nan=True)
     np.testing.assert_allclose(stepped.losses, looped.losses, rtol=1e-6, equal_nan=True)
 

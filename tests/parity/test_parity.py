@@ -137,7 +137,7 @@ TORCH_META = {
 }
 JAX_META = {
     "loss_dtype", "lr_groups", "compiled", "execution", "compile_time_s", "loop", "chunk_size",
-    "data", "program_calls", "in_loop_resumes",
+    "data", "program_calls", "in_loop_resumes", "runs_one_by_one",
 }
 """result.meta's keys: the same in both backends, apart from the backend-only facts."""
 FACTS = ("mode", "num_sweeps", "accumulation_steps", "loss_kind", "val_every", "runs",
