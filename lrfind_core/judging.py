@@ -61,7 +61,7 @@ def smooth(losses: np.ndarray, settings: Settings) -> np.ndarray:
     """The smoothed curve: the EWA of ``settings`` (none for independent scores)."""
     if is_independent(settings):
         return np.asarray(losses, dtype=np.float64).copy()
-    return ewa_smooth(losses, settings.beta, settings.debias)
+    return ewa_smooth(losses, settings.beta, settings.debias, arithmetic=settings.arithmetic)
 
 
 def suggest_on(
@@ -85,6 +85,7 @@ def suggest_on(
         skip_start=0 if independent else settings.skip_start,
         skip_end=0 if independent else settings.skip_end,
         planned_steps=planned_points,
+        arithmetic=settings.arithmetic,
     )
     return for_schedule(read, schedule, curve_kind(settings.mode, settings.num_sweeps), lrs)
 

@@ -17,7 +17,9 @@ Presets (:data:`PRESETS`):
   :mod:`lrfind_core.schedule_aware`), the best rule on lrfind's benchmark.
 * ``"fastai"``: as fastai's ``lr_find``: the exponential sweep stops one step short
   of ``end_lr`` (``lr_i = s (e/s)^(i/N)``), beta=0.98 debiased, stop at 4x, valley
-  as read off the curve.
+  as read off the curve, and the curve smoothed and read in fastai 2.8's own float32
+  arithmetic (``arithmetic="fastai"``), so that a curve gives fastai's smoothed
+  losses and suggestions exactly.
 * ``"torch-lr-finder"``: as torch-lr-finder 0.2.2's ``range_test``: exponential
   with both endpoints, smoothing ``smooth_f=0.05`` (beta=0.95, first value raw,
   no debias), stop at 5x, suggestion ``steep`` with its fixed trimming
@@ -43,6 +45,7 @@ from lrfind_core.arguments import (
     check_positive_float,
 )
 from lrfind_core.schedules import SCHEDULES, make_schedule
+from lrfind_core.smoothing import ARITHMETICS
 
 DEFAULT_METHODS = ("valley", "steep", "minimum", "slide")
 MODES = ("sweep", "independent", "search")
@@ -74,6 +77,13 @@ class Settings:
       for_schedule: what the suggestion is for, one of :data:`FOR_SCHEDULES`.
       skip_start: points trimmed at the start before suggesting (None: planned // 10).
       skip_end: points trimmed at the end before suggesting.
+      arithmetic: how a recorded curve is smoothed and read, one of
+        :data:`~lrfind_core.smoothing.ARITHMETICS`: ``"lrfind"`` (float64) or
+        ``"fastai"`` (fastai 2.8's float32 EWA and its float32 suggestion functions,
+        ``steep`` on forward differences; see :mod:`lrfind_core.smoothing` and
+        :mod:`lrfind_core.suggestion_methods`). Methods registered by name are
+        unaffected. The stop rule judges the smoothed curve either way (while a
+        backend sweeps, its online check is float64).
 
     Modes:
       mode: ``"sweep"`` (the classic range test: the LR rises every step),
@@ -118,6 +128,7 @@ class Settings:
     for_schedule: str = "one_cycle"
     skip_start: int | None = None
     skip_end: int = 5
+    arithmetic: str = "lrfind"
     mode: str = "sweep"
     num_sweeps: int = 1
     independent_lrs: int = 24
@@ -155,6 +166,7 @@ class Settings:
         if self.skip_start is not None:
             check_int("skip_start", self.skip_start, minimum=0)
         check_int("skip_end", self.skip_end, minimum=0)
+        check_choice("arithmetic", self.arithmetic, ARITHMETICS)
         check_choice("mode", self.mode, MODES)
         check_int("num_sweeps", self.num_sweeps, minimum=1)
         check_int("independent_lrs", self.independent_lrs, minimum=2)
@@ -221,7 +233,13 @@ class Settings:
 
 PRESETS: dict[str, Settings] = {
     "lrfind": Settings(),
-    "fastai": Settings(include_end=False, method="valley", for_schedule="curve", preset="fastai"),
+    "fastai": Settings(
+        include_end=False,
+        method="valley",
+        for_schedule="curve",
+        arithmetic="fastai",
+        preset="fastai",
+    ),
     "torch-lr-finder": Settings(
         beta=0.95,
         debias=False,

@@ -15,17 +15,37 @@ loss ``x_t``:
 ``beta = 0`` turns smoothing off. The online form (:func:`ewa_update`) is written
 against an array namespace ``xp`` so the JAX backend runs the very same rule
 inside a compiled loop.
+
+Arithmetic (:data:`ARITHMETICS`): whole curves are smoothed in float64
+(``"lrfind"``), or as fastai 2.8 smooths them (``"fastai"``, its
+``AvgSmoothLoss``): in float32, each step ``a_t = torch.lerp(x_t, a_{t-1}, beta)``
+as torch computes it on the CPU (for ``beta >= 0.5``,
+``a_{t-1} - (a_{t-1} - x_t) * (1 - beta)`` with one fused multiply-add, the
+weight rounded to float32), reported as ``a_t / float32(1 - beta ** (t + 1))``.
+That reproduces fastai's recorded curves bit for bit (see
+``tests/presets/test_fastai_preset.py``); the float64 rule differs from them by
+up to about 1e-6 relative (1.03e-6 measured), mostly because torch rounds the
+weight: the new loss weighs ``1 - float32(0.98) = 0.019999981``, 9.5e-7 less
+than the 0.02 the debiasing divides by; float32 rounding adds up to 4e-7.
+With ``debias=False``, ``"fastai"`` starts from ``a_0 = x_0`` and reports ``a_t``.
 """
 
 from __future__ import annotations
 
 import functools
+import math
+import struct
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from lrfind_core.arguments import check_fraction
+from lrfind_core.arguments import check_choice, check_fraction
 from lrfind_core.array_namespace import python_scalars
+
+ARITHMETICS = ("lrfind", "fastai")
+"""How a whole curve is smoothed and read: lrfind's float64 rules, or fastai 2.8's
+own float32 arithmetic (this module's docstring and
+:mod:`lrfind_core.suggestion_methods`)."""
 
 
 class EwaState(NamedTuple):
@@ -75,19 +95,70 @@ def ewa_update(
     return EwaState(state.count + 1, average, beta_power), smoothed
 
 
-def ewa_smooth(losses: Any, beta: float = 0.98, debias: bool = True) -> np.ndarray:
-    """Smooth a whole curve of losses in float64 with the rule in the module docstring.
+def ewa_smooth(
+    losses: Any, beta: float = 0.98, debias: bool = True, arithmetic: str = "lrfind"
+) -> np.ndarray:
+    """Smooth a whole curve of losses with the rule in the module docstring, in float64
+    (``arithmetic="lrfind"``) or as fastai does (``"fastai"``: float32 values, returned
+    as float64).
 
     Non-finite losses propagate into every later smoothed value.
     """
     beta = check_fraction("beta", beta)
+    check_choice("arithmetic", arithmetic, ARITHMETICS)
     values = np.asarray(losses, dtype=np.float64)
     if values.ndim != 1:
         raise ValueError(f"losses must be a 1-D array, got shape {values.shape}")
+    if arithmetic == "fastai":
+        return fastai_ewa_smooth(values, beta, debias)
     smoothed = np.empty_like(values)
     state = ewa_init()
     for index, loss in enumerate(values.tolist()):
         state, smoothed[index] = ewa_update(state, loss, beta=beta, debias=debias)
+    return smoothed
+
+
+def fma_float32(a: float, b: float, c: float) -> float:
+    """``a * b + c`` rounded once to float32, as a fused multiply-add of float32
+    operands gives it (``a``, ``b``, ``c`` float32 values held as Python floats).
+
+    The product of two float32 numbers is exact in float64. The sum is rounded to
+    odd in float64 (an inexact sum gets its last bit set), and float64's 53 bits are
+    at least 2 * 24 + 2, so the final rounding to float32 is that of the exact sum.
+    """
+    product = a * b
+    total = product + c
+    if math.isfinite(total):
+        # TwoSum: the exact rounding error of product + c.
+        virtual = total - product
+        error = (product - (total - virtual)) + (c - virtual)
+        if error and not struct.unpack("<q", struct.pack("<d", total))[0] & 1:
+            total = math.nextafter(total, math.inf if error > 0 else -math.inf)
+    return float(np.float32(total))
+
+
+def fastai_ewa_smooth(values: np.ndarray, beta: float, debias: bool) -> np.ndarray:
+    """The EWA of a curve as fastai's ``AvgSmoothLoss`` computes it, in float32:
+    ``torch.lerp(loss, average, beta)`` each step, then the division by
+    ``float32(1 - beta ** count)``. Returns the float32 values as float64."""
+    weight = float(np.float32(beta))
+    rest = float(np.float32(1.0) - np.float32(weight))
+    smoothed = np.empty_like(values)
+    average = 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        for index, value in enumerate(values.tolist()):
+            loss = float(np.float32(value))
+            if not debias and index == 0:
+                average = loss
+            elif weight < 0.5:  # torch.lerp(start, end, w) = start + w * (end - start)
+                average = fma_float32(weight, float(np.float32(average - loss)), loss)
+            else:  # ... = end - (end - start) * (1 - w)
+                average = fma_float32(-float(np.float32(average - loss)), rest, average)
+            if debias:
+                divisor = float(np.float32(1.0 - beta ** (index + 1)))
+                smoothed[index] = np.float32(average / divisor)
+            else:
+                smoothed[index] = average
     return smoothed
 
 

@@ -7,6 +7,10 @@ it, the curve is cut at its first non-finite point, then trimmed: the first
 that only rises (lowest at its first judged point) gets ``None`` with a reason. A
 suggested LR always lies inside the swept range ``[lrs[0], lrs[-1]]``: one outside
 is clipped, and the reason says so.
+
+With ``arithmetic="fastai"`` (the fastai preset) the built-in methods run in fastai
+2.8's own float32 arithmetic (:data:`~lrfind_core.suggestion_methods.FASTAI_METHODS`);
+a method registered by name (or registered over a built-in) runs as it is.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import numpy as np
 
 from lrfind_core import suggestion_methods
 from lrfind_core.arguments import check_choice, check_curve, check_int
-from lrfind_core.suggestion_methods import MethodOutput
+from lrfind_core.smoothing import ARITHMETICS
+from lrfind_core.suggestion_methods import FASTAI_METHODS, MethodOutput
 
 SuggestionMethod = Callable[[np.ndarray, np.ndarray], MethodOutput]
 
@@ -31,6 +36,7 @@ _METHODS: dict[str, SuggestionMethod] = {
     "minimum": suggestion_methods.minimum,
     "slide": suggestion_methods.slide,
 }
+_BUILT_IN = dict(_METHODS)
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,7 @@ def suggest(
     skip_start: int | None = None,
     skip_end: int = DEFAULT_SKIP_END,
     planned_steps: int | None = None,
+    arithmetic: str = "lrfind",
 ) -> Suggestion:
     """Suggest an LR from a smoothed curve with the registered ``method``.
 
@@ -111,8 +118,11 @@ def suggest(
       skip_start: points to drop at the start; default ``planned_steps // 10``.
       skip_end: points to drop at the end of the finite part (default 5).
       planned_steps: steps the sweep was planned for (default ``len(lrs)``).
+      arithmetic: ``"lrfind"`` or ``"fastai"`` (the built-in methods as fastai
+        computes them, see :mod:`lrfind_core.suggestion_methods`).
     """
     check_method(method)
+    check_choice("arithmetic", arithmetic, ARITHMETICS)
     lrs, losses = check_curve(lrs, losses)
     planned = (
         len(lrs) if planned_steps is None else check_int("planned_steps", planned_steps, minimum=1)
@@ -143,13 +153,19 @@ def suggest(
             f"{window_lrs[0]:.3g}): no LR in it trains better than the smallest; lower start_lr",
         )
 
-    output = _METHODS[method](window_lrs, window_losses)
+    rule = _METHODS[method]
+    if arithmetic == "fastai" and rule is _BUILT_IN.get(method):
+        rule = FASTAI_METHODS[method]
+    output = rule(window_lrs, window_losses)
     if output.lr is None:
         return Suggestion(method, None, None, output.reason)
     lr, reason = float(output.lr), output.reason
     if not np.isfinite(lr) or lr <= 0:
         return Suggestion(method, None, None, f"method returned an invalid LR {lr!r}: {reason}")
-    if lr < lrs[0] or lr > lrs[-1]:
+    low, high = lrs[0], lrs[-1]
+    if arithmetic == "fastai":  # a float32 LR at an end of the range may round past it
+        low, high = min(low, float(np.float32(low))), max(high, float(np.float32(high)))
+    if lr < low or lr > high:
         lr = float(np.clip(lr, lrs[0], lrs[-1]))
         reason += f"; clipped to the swept range [{lrs[0]:.3g}, {lrs[-1]:.3g}]"
     if output.index is not None and lr == window_lrs[output.index]:

@@ -104,6 +104,7 @@ class JaxBackend:
         self._sequence: BatchSequence | None = None
         self._pulled: tuple[Any, int] | None = None
         self._bar = ProgressBar(self.options.progress and self.is_main_process)
+        self._compile_time_s, self._programs_compiled, self._calls = 0.0, 0, 0
         try:
             yield
         finally:
@@ -178,9 +179,14 @@ class JaxBackend:
                          steps=seen.steps, end_reasons=end_reasons(seen, plan))
 
     def _one_by_one(self, plan: RunPlan, notices: list[str]) -> RunRecord:
-        """Each run of ``plan`` as a one-run program (they share one compilation)."""
-        record = merge_records([self._run_program(one_run(plan, run), notices)
-                                for run in range(plan.num_runs)])
+        """Each run of ``plan`` as a one-run program (they share one compilation); none
+        may donate lrfind's own optimizer state, which the next starts from."""
+        donate, self.model.opt_state_is_new = self.model.opt_state_is_new, False
+        try:
+            record = merge_records([self._run_program(one_run(plan, run), notices)
+                                    for run in range(plan.num_runs)])
+        finally:
+            self.model.opt_state_is_new = donate
         self._facts["runs_one_by_one"] = True
         return record
 
@@ -246,19 +252,24 @@ class JaxBackend:
 
     def _run_facts(self, program: Any, loss_dtype: Any, kind: str, chunked: bool,
                    steps_per_call: int, seen: Any) -> dict[str, Any]:
+        """The call's facts so far: its last plan's, with compile time and program calls
+        summed over every plan of the call."""
+        self._compile_time_s += program.compile_time_s
+        self._programs_compiled += not program.cached
+        self._calls += seen.calls
         return {
             "loss_dtype": str(np.dtype(loss_dtype)),
             "lr_groups": [
                 {"path": group.path, "base_lr": group.base_lr, "dtype": str(group.dtype)}
                 for group in self.model.groups
             ],
-            "compiled": not program.cached,
+            "compiled": self._programs_compiled > 0,
             "execution": program.execution,
-            "compile_time_s": program.compile_time_s,
+            "compile_time_s": self._compile_time_s,
             "loop": "chunked" if chunked else "single",
             "chunk_size": steps_per_call,
             "data": kind,
-            "program_calls": seen.calls,
+            "program_calls": self._calls,
             "in_loop_resumes": seen.resumes,
             "runs_one_by_one": False,
         }

@@ -160,7 +160,10 @@ def _prepare(
     model = JaxModel(
         loss_fn=loss_fn, stateful=stateful, params=params, model_state=model_state, rng=rng,
         transformation=prepared.transformation, opt_state=opt_state,
-        opt_state_is_new=options.opt_state is None, groups=find_lr_groups(opt_state),
+        # lrfind's own state may be donated to the program, unless a search's later plans
+        # start from it again
+        opt_state_is_new=options.opt_state is None and settings.mode != "search",
+        groups=find_lr_groups(opt_state),
         val_loss_fn=val_loss_fn,
     )
     if prepared.accumulation_steps != settings.accumulation_steps:

@@ -47,6 +47,14 @@ def curve_keys(rng: Any, curves: Any) -> Any:
     return jax.vmap(lambda curve: _fold(rng, curve))(curves)
 
 
+@jax.jit
+def _folded(model_state: Any, curve: Any) -> Any:
+    """A copy of ``model_state`` with its typed keys folded with ``curve``."""
+    return jax.tree_util.tree_map(
+        lambda leaf: _fold_all(leaf, curve) if _is_typed_key(leaf) else jnp.copy(leaf), model_state
+    )
+
+
 @functools.partial(jax.jit, static_argnames=("runs",))
 def _copies(params: Any, opt_state: Any, model_state: Any, curves: Any, *, runs: int) -> Any:
     """R copies of the initial state along a leading axis, typed keys folded by curve."""
@@ -60,11 +68,6 @@ def _copies(params: Any, opt_state: Any, model_state: Any, curves: Any, *, runs:
     return jax.vmap(one)(curves)
 
 
-def _single(tree: Any) -> Any:
-    """One run's copy: the leading axis added to fresh buffers, no compiled call."""
-    return jax.tree_util.tree_map(lambda leaf: leaf[None], tree)
-
-
 def start_runs(
     plan: RunPlan,
     state: tuple[Any, Any, Any],
@@ -76,10 +79,12 @@ def start_runs(
     state itself, so a single run may take it without a copy."""
     params, opt_state, model_state = state
     runs = plan.num_runs
-    if runs == 1 and plan.curves[0] == 0:
-        copied = (fresh_copy(params), opt_state if opt_state_is_new else fresh_copy(opt_state),
-                  fresh_copy(model_state))
-        params, opt_state, model_state = _single(copied)
+    if runs == 1:  # one run: no run axis on its state
+        curve = int(plan.curves[0])
+        params, opt_state = (fresh_copy(params),
+                             opt_state if opt_state_is_new else fresh_copy(opt_state))
+        model_state = (fresh_copy(model_state) if curve == 0
+                       else _folded(model_state, jnp.int32(curve)))
     else:
         curves = jnp.asarray(plan.curves, jnp.int32)
         params, opt_state, model_state = _copies(params, opt_state, model_state, curves,

@@ -333,18 +333,21 @@ def choose_execution(
     return "per_step" if uses_convolution(step, carry, inputs) else "while_loop"
 
 
-def _squeeze(tree: Any) -> Any:
-    return jax.tree_util.tree_map(lambda leaf: leaf[0], tree)
+BOOKKEEPING = ("step", "monitor", "code", "losses", "points", "points_made")
+"""The carry's fields the host reads per run: they keep a run axis even for one run."""
 
 
-def _expand(tree: Any) -> Any:
-    return jax.tree_util.tree_map(lambda leaf: leaf[None], tree)
+def _bookkeeping(carry: SweepCarry, change: Callable[[Any], Any]) -> SweepCarry:
+    return carry._replace(**{name: jax.tree_util.tree_map(change, getattr(carry, name))
+                             for name in BOOKKEEPING})
 
 
 def over_runs(spec: SweepSpec, body: Callable[..., Any]) -> Callable[..., Any]:
     """``body(spec, carry, inputs)`` of one run, applied to R runs along the leading
-    axis: ``jax.vmap`` for R > 1, the run itself for R = 1 (the same program a
-    single sweep always had, no batching of its operations)."""
+    axis: ``jax.vmap`` for R > 1. For R = 1 the run itself, with no batching of its
+    operations: its params and states have no run axis at all (no copies to add
+    one), only the bookkeeping the host reads (:data:`BOOKKEEPING`) and the per-run
+    inputs do."""
     if spec.runs > 1:
         return jax.vmap(functools.partial(body, spec), in_axes=(0, RUN_AXES))
 
@@ -355,7 +358,11 @@ def over_runs(spec: SweepSpec, body: Callable[..., Any]) -> Callable[..., Any]:
             data_offset=inputs.data_offset[0],
             end=inputs.end[0],
         )
-        return _expand(body(spec, _squeeze(carry), one))
+        out = body(spec, _bookkeeping(carry, lambda leaf: leaf[0]), one)
+        if isinstance(out, SweepCarry):
+            return _bookkeeping(out, lambda leaf: leaf[None])
+        new, done = out
+        return _bookkeeping(new, lambda leaf: leaf[None]), done
 
     return single
 
