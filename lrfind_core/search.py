@@ -342,8 +342,12 @@ def run_search(
     sweep = sweep_plan(settings, sweep_steps_for(budget), held_out)
     records = [run(sweep)]
     curve = records[0].curve(0)
-    if not len(curve):
-        raise ValueError(f"the bracketing sweep recorded no step: {records[0].end_reasons[0]}")
+    ended = records[0].end_reasons[0]
+    if len(curve) < 3 and ended is not None:
+        raise ValueError(
+            f"the bracketing sweep recorded {len(curve)} point(s) ({ended}): the search has "
+            "nothing to bracket. Give it more training data"
+        )
     low, high, how = bracket(sweep.point_lrs(0)[: len(curve)], cut_at_stop(curve, settings),
                              settings.for_schedule)
 

@@ -190,6 +190,12 @@ class Settings:
                     "mode='search' needs training_steps: the length of the training the LR "
                     "is for (a one-cycle needs its length; a constant LR its horizon)"
                 )
+            if self.num_sweeps != 1:
+                raise ValueError(
+                    f"mode='search' runs one bracketing sweep and measures candidates on "
+                    f"validation loss; num_sweeps={self.num_sweeps} applies to mode='sweep' "
+                    "and mode='independent'"
+                )
             if self.for_schedule not in ("one_cycle", "constant"):
                 raise ValueError(
                     f"mode='search' trains its candidates under for_schedule: 'one_cycle' or "

@@ -194,3 +194,24 @@ def test_the_plot_shows_the_candidates_the_choice_and_the_near_best_range(tmp_pa
     plotted = np.concatenate([line.get_ydata() for line in scores_ax.get_lines()])
     np.testing.assert_allclose(np.sort(plotted), np.sort(result.search.scores))
     assert (tmp_path / "search.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_search_takes_no_repeated_sweeps():
+    with pytest.raises(ValueError, match=r"mode='search' runs one bracketing sweep .*"
+                       r"num_sweeps=3 applies to mode='sweep'"):
+        Settings(mode="search", training_steps=100, num_sweeps=3)
+
+
+def test_a_sweep_cut_short_by_the_data_is_named_rather_than_bracketed():
+    class ShortData(FormulaBackend):
+        def run(self, plan, notices):
+            record = super().run(plan, notices)
+            if plan.val_every is None:  # the sweep: the data runs out after 2 steps
+                record.made[:] = 2
+                record.steps[:] = 2
+                record.end_reasons[0] = "data exhausted after 2 steps"
+            return record
+
+    with pytest.raises(ValueError, match=r"the bracketing sweep recorded 2 point\(s\) \(data "
+                       r"exhausted after 2 steps\): the search has nothing to bracket"):
+        searched(ShortData())
