@@ -21,7 +21,8 @@ class ProgressBar:
         if self._bar is None:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=0, desc="lr_find", leave=False, disable=not self.enabled)
+            self._bar = tqdm(total=steps, desc="lr_find", leave=False, disable=not self.enabled)
+            return
         self._bar.total += steps
         self._bar.refresh()
 
