@@ -53,29 +53,34 @@ def data() -> tuple[np.ndarray, np.ndarray]:
 def compiled_shardings() -> dict:
     """The shardings the last compiled program takes its params and data with.
 
-    The program's carry has a leading run axis (one run here), which must not be
-    split; the params' shardings are given without it, at the params' own rank.
+    A program of several runs carries a leading run axis, which must not be split;
+    a single run carries the params at their own rank. The params' shardings are
+    given at the params' own rank either way.
     """
     from lrfind_jax import sweep as sweep_module
 
     program = next(reversed(sweep_module._programs.values()))
     carry_shardings, inputs_shardings = program.run.input_shardings[0]
+    carry_info, _ = program.run.args_info[0]
 
     def describe(sharding: object) -> str:
         return str(getattr(sharding, "spec", "single device"))
 
-    def without_run_axis(sharding: object, rank: int) -> str:
+    def at_params_rank(name: str, rank: int) -> str:
+        sharding = carry_shardings.params[name]
         spec = getattr(sharding, "spec", None)
         if spec is None:
             return "single device"
         spec = tuple(spec)
-        assert not spec or spec[0] is None, f"the run axis is split: {spec}"
-        spec = spec[1:] + (None,) * (rank + 1 - len(spec))
+        if len(carry_info.params[name].shape) == rank + 1:
+            assert not spec or spec[0] is None, f"the run axis is split: {spec}"
+            spec = spec[1:]
+        spec = spec + (None,) * (rank - len(spec))
         return "P()" if all(axis is None for axis in spec) else str(P(*spec))
 
     return {
-        "w1": without_run_axis(carry_shardings.params["w1"], 2),
-        "w2": without_run_axis(carry_shardings.params["w2"], 2),
+        "w1": at_params_rank("w1", 2),
+        "w2": at_params_rank("w2", 2),
         "inputs": describe(inputs_shardings.data[0]),
     }
 
