@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from lrfind_core.arguments import check_choice, check_int
+
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
@@ -27,33 +29,46 @@ def plot_result(
     path: str | PathLike[str] | None = None,
     methods: Sequence[str] | None = None,
     show_raw: bool = True,
+    hide_start: int = 0,
+    hide_end: int = 0,
+    frame: str = "informative",
 ) -> Any:
     """Draw ``result`` (an LRFindResult) on ``ax`` (a new figure if None); return the Axes.
 
     Log-x; the raw losses faint, the smoothed loss bold, one marker per suggestion
-    in ``methods`` (default: every method in the result). A search's candidates are
-    drawn on a second y-axis (their validation losses, one marker shape per rung),
-    with its chosen LR as a vertical line and the near-best range shaded. With
+    in ``methods`` (default: every method in the result), with its LR written out
+    and the schedule it is for in the legend's title. K sweeps add every sweep
+    faint and their interquartile band; a search adds its candidates' validation
+    losses on a second y-axis (a marker per rung), its chosen LR and the near-best
+    range. ``hide_start``/``hide_end`` leave that many points out of the drawing
+    (the suggestions keep their own trimming). ``frame="informative"`` (default)
+    frames the loss from its lowest point to a little above where it started,
+    and notes how high the clipped tail goes; ``"all"`` shows every loss. With
     ``path`` the figure is also saved there. ``show()`` is never called.
     """
+    check_int("hide_start", hide_start, minimum=0)
+    check_int("hide_end", hide_end, minimum=0)
+    check_choice("frame", frame, FRAMES)
+    if hide_start + hide_end >= len(result.lrs):
+        raise ValueError(
+            f"hide_start={hide_start} and hide_end={hide_end} leave none of the "
+            f"{len(result.lrs)} points to draw"
+        )
     if ax is None:
         import matplotlib.pyplot as plt
 
         _, ax = plt.subplots(figsize=(7, 4.5))
-    lrs = result.lrs
+    shown = slice(hide_start, len(result.lrs) - hide_end)
+    lrs = result.lrs[shown]
     if result.ensemble is not None:
-        _draw_ensemble(ax, result)
+        _draw_ensemble(ax, result, shown)
     smoothing = result.settings.beta > 0 and result.runs is None
     if show_raw and result.ensemble is None and smoothing:
-        ax.plot(lrs, result.losses, color="C0", alpha=0.3, linewidth=1, label="raw loss")
-    ax.plot(
-        lrs,
-        result.smoothed_losses,
-        color="C0",
-        linewidth=2,
-        marker="." if result.runs is not None else None,
-        label=_curve_label(result, smoothing),
-    )
+        ax.plot(lrs, result.losses[shown], color="C0", alpha=0.3, linewidth=1,
+                label="raw loss")
+    ax.plot(lrs, result.smoothed_losses[shown], color="C0", linewidth=2,
+            marker="." if result.runs is not None else None,
+            label=_curve_label(result, smoothing))
     names = [name for name in (result.suggestions if methods is None else methods)
              if name != "search"]
     _draw_suggestions(ax, result, names)
@@ -62,11 +77,10 @@ def plot_result(
     ax.set_ylabel(
         "loss" if result.runs is None else f"mean loss of last {result.runs.average_last} steps"
     )
-    finite = result.smoothed_losses[np.isfinite(result.smoothed_losses)]
-    if len(finite):
-        low, high = float(finite.min()), float(finite.max())
-        margin = 0.05 * (high - low) or 0.05 * max(abs(high), 1.0)
-        ax.set_ylim(low - margin, high + margin)
+    drawn = [result.smoothed_losses[shown]]
+    if show_raw and result.ensemble is None and smoothing:
+        drawn.append(result.losses[shown])
+    _frame(ax, np.concatenate(drawn), result.smoothed_losses[shown], frame)
     title = "LR range test" if result.search is None else "LR search"
     if result.stop_step is not None:
         title += f" (sweep stopped at step {result.stop_step}: {result.stop_reason})"
@@ -84,13 +98,57 @@ def plot_result(
     return ax
 
 
-def _draw_ensemble(ax: Any, result: Any) -> None:
+FRAMES = ("informative", "all")
+HEADROOM = 0.3
+"""The informative frame reaches this share of the loss's fall above its start."""
+
+
+def informative_limits(drawn: np.ndarray, curve: np.ndarray) -> tuple[float, float] | None:
+    """``(bottom, top)`` of the informative frame: from the lowest finite value
+    ``drawn`` to :data:`HEADROOM` of the fall of ``curve`` (the smoothed loss) above
+    where it started (or the highest drawn value, when that is lower), with a 5%
+    margin; None without two finite values."""
+    finite = drawn[np.isfinite(drawn)]
+    along = curve[np.isfinite(curve)]
+    if len(finite) < 2 or len(along) < 1:
+        return None
+    low, high = float(finite.min()), float(finite.max())
+    start = float(np.median(along[: max(1, len(along) // 10)]))
+    lowest = float(along.min())
+    top = min(high, start + HEADROOM * (start - lowest)) if start > lowest else high
+    top = max(top, start)
+    margin = 0.05 * (top - low) or 0.05 * max(abs(top), 1.0)
+    return low - margin, top + margin
+
+
+def _frame(ax: Any, drawn: np.ndarray, curve: np.ndarray, frame: str) -> None:
+    """Set the y-limits; note how high a clipped tail of the curve goes."""
+    limits = informative_limits(drawn, curve)
+    if limits is None:
+        return
+    if frame == "all":
+        finite = drawn[np.isfinite(drawn)]
+        low, high = float(finite.min()), float(finite.max())
+        margin = 0.05 * (high - low) or 0.05 * max(abs(high), 1.0)
+        ax.set_ylim(low - margin, high + margin)
+        return
+    ax.set_ylim(*limits)
+    finite = curve[np.isfinite(curve)]
+    peak = float(finite.max()) if len(finite) else limits[1]
+    if peak > limits[1]:
+        ax.annotate(f"clipped: the smoothed loss rises to {peak:.3g}", xy=(0.99, 0.98),
+                    xycoords="axes fraction", ha="right", va="top", fontsize="small",
+                    color="0.35")
+
+
+def _draw_ensemble(ax: Any, result: Any, shown: slice) -> None:
     """Every sweep faint, and the interquartile band of the smoothed curves."""
     ensemble = result.ensemble
+    lrs = result.lrs[shown]
     for row in ensemble.sweep_smoothed[:, : len(result.lrs)]:
-        ax.plot(result.lrs, row, color="C0", alpha=0.25, linewidth=0.8)
-    ax.fill_between(result.lrs, ensemble.band_low, ensemble.band_high, color="C0", alpha=0.2,
-                    label=f"interquartile band of {ensemble.num_sweeps} sweeps")
+        ax.plot(lrs, row[shown], color="C0", alpha=0.25, linewidth=0.8)
+    ax.fill_between(lrs, ensemble.band_low[shown], ensemble.band_high[shown], color="C0",
+                    alpha=0.2, label=f"interquartile band of {ensemble.num_sweeps} sweeps")
 
 
 def _draw_suggestions(ax: Any, result: Any, names: list[str]) -> None:

@@ -174,14 +174,19 @@ class LRFindResult:
         path: str | os.PathLike[str] | None = None,
         methods: Sequence[str] | None = None,
         show_raw: bool = True,
+        hide_start: int = 0,
+        hide_end: int = 0,
+        frame: str = "informative",
     ) -> Any:
         """Plot the curve and suggestions; return the matplotlib Axes (never shows).
 
-        See :func:`lrfind_core.plotting.plot_result`.
+        See :func:`lrfind_core.plotting.plot_result` (``hide_start``/``hide_end``
+        leave points out of the drawing; ``frame="all"`` shows the diverged tail).
         """
         from lrfind_core.plotting import plot_result
 
-        return plot_result(self, ax=ax, path=path, methods=methods, show_raw=show_raw)
+        return plot_result(self, ax=ax, path=path, methods=methods, show_raw=show_raw,
+                           hide_start=hide_start, hide_end=hide_end, frame=frame)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready plain data (non-finite floats as strings)."""

@@ -323,6 +323,68 @@ def test_plot_on_given_axes_with_a_nan_stop(tmp_path):
     assert path.read_bytes().startswith(PNG_MAGIC)
 
 
+@pytest.mark.usefixtures("no_show")
+def test_plot_frames_the_informative_part_and_notes_the_clipped_tail():
+    # falls from 1.0 to 0.5, then rises to 20.1: the informative frame stops a little
+    # above the start, not at the diverged tail
+    result = LRFindResult.from_curve(LRS, diverging_curve())
+    ax = result.plot()
+    smoothed = result.smoothed_losses
+    low, high = ax.get_ylim()
+    assert low <= min(result.losses.min(), smoothed.min())
+    assert smoothed[0] <= high < smoothed.max()
+    notes = [text.get_text() for text in ax.texts]
+    assert notes == [f"clipped: the smoothed loss rises to {smoothed.max():.3g}"]
+    whole = result.plot(frame="all")
+    assert whole.get_ylim()[1] >= max(result.losses.max(), smoothed.max())
+    assert len(whole.texts) == 0
+
+
+def test_informative_limits_reach_a_share_of_the_fall_above_the_start():
+    from lrfind_core.plotting import HEADROOM, informative_limits
+
+    curve = np.array([2.0, 2.0, 1.5, 1.0, 5.0, 9.0])
+    bottom, top = informative_limits(curve, curve)
+    ceiling = 2.0 + HEADROOM * (2.0 - 1.0)
+    margin = 0.05 * (ceiling - 1.0)
+    assert (bottom, top) == pytest.approx((1.0 - margin, ceiling + margin))
+    # a curve that never falls is shown whole
+    rising = np.array([1.0, 2.0, 3.0])
+    assert informative_limits(rising, rising) == pytest.approx((0.9, 3.1))
+    assert informative_limits(np.array([np.nan, 1.0]), np.array([1.0])) is None
+
+
+@pytest.mark.usefixtures("no_show")
+def test_plot_hides_points_from_the_drawing_only():
+    result = LRFindResult.from_curve(LRS, diverging_curve())
+    before = {name: detail.lr for name, detail in result.suggestions.items()}
+    points = len(result.lrs)
+    ax = result.plot(hide_start=10, hide_end=5)
+    raw, smoothed = ax.lines[0], ax.lines[1]
+    assert np.array_equal(raw.get_xdata(), result.lrs[10 : points - 5])
+    assert np.array_equal(raw.get_ydata(), result.losses[10 : points - 5])
+    assert np.array_equal(smoothed.get_ydata(), result.smoothed_losses[10 : points - 5])
+    assert {name: detail.lr for name, detail in result.suggestions.items()} == before
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"hide_start": 60, "hide_end": 12}, "leave none of the 72 points"),
+        ({"hide_start": -1}, "hide_start"),
+        ({"hide_end": 1.5}, "hide_end"),
+        ({"frame": "tight"}, "frame"),
+    ],
+)
+def test_plot_refuses_bad_options_before_drawing(options, message):
+    result = LRFindResult.from_curve(LRS, diverging_curve())
+    assert len(result.lrs) == 72
+    figures = plt.get_fignums()
+    with pytest.raises((ValueError, TypeError), match=message):
+        result.plot(**options)
+    assert plt.get_fignums() == figures
+
+
 NEW_IN_VERSION_3 = ("independent_lrs", "accumulation_steps", "val_every", "val_batches",
                     "training_steps", "budget_steps")
 
