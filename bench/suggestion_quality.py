@@ -4,19 +4,28 @@ For every task (bench/quality/tasks.py), seed and protocol ("one_cycle":
 OneCycleLR peaking at the LR; "constant": the LR throughout), a fresh model is
 trained for the task's budget of steps at each LR of a log grid; the lowest validation loss
 is the oracle's best. ``lr_find`` is run on a fresh model of the same case in
-three modes ("classic": one sweep; "k_sweeps": the median of 5 sweeps;
+three curve modes ("classic": one sweep; "k_sweeps": the median of 5 sweeps;
 "independent": one short run per LR), each suggestion method's LR is trained
 under each protocol, and its regret ``val_loss / oracle_best - 1`` is reported,
-raw and with a per-(method, mode, protocol) factor fit leave-one-task-out.
+raw and with a per-(method, mode, protocol) factor fit leave-one-task-out. The
+search (``mode="search"``) runs per case and protocol at budgets of 0.3, 1 and
+3 times the task's training steps T (modes ``search_0.3``, ``search_1``,
+``search_3``); its LR is scored as it is. Every method is then compared at its
+cost, the optimizer steps ``lr_find`` trained over T (quality/at_cost.py), and
+plotted (bench/quality_regret_cost.png).
 
 Training runs are cached in bench/quality_cache/runs.json.gz (committed, with the
 pretrained weights of the fine-tuning tasks) and finder results saved in
-bench/quality_runs/, so a rerun (new methods, new factors) only trains new LRs.
-``--oracle-only`` trains the oracle grids alone (no ``lr_find``), task by task,
-and logs each task's optima as they are ready.
+bench/quality_runs/ (searches under a fingerprint of the search policy, see
+quality/finders.py), so a rerun (new methods, new factors) only trains new LRs,
+and a changed search policy reruns only the searches. ``--rerun MODE ...`` runs
+those finder modes again even when saved. ``--oracle-only`` trains the oracle
+grids alone (no ``lr_find``), task by task, and logs each task's optima as they
+are ready.
 
     python bench/suggestion_quality.py [--tasks ...] [--seeds 3] [--budget STEPS]
         [--grid-points 25] [--methods valley steep minimum slide ...] [--workers 2]
+        [--modes classic ... search_3] [--rerun search_0.3 search_1 search_3]
         [--quick] [--oracle-only]
 """
 
@@ -29,7 +38,7 @@ import logging
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +48,24 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_facts
 from quality import rules
+from quality.at_cost import METHODS, RULE, TASK_GROUPS, Method, summarize_at_cost
 from quality.cache import RUNS_PATH, RunCache, round_lr, run_key
-from quality.jobs import FINDER_DESCRIPTIONS, FINDER_MODES, finder_job, run_jobs, train_job
+from quality.finders import (
+    ALL_MODES,
+    CURVE_MODES,
+    MODE_DESCRIPTIONS,
+    POLICY_FILES,
+    SEARCH_MODES,
+    curve_path,
+    curve_summary,
+    planned_steps,
+    search_budget,
+    search_fingerprint,
+    search_path,
+    search_summary,
+)
+from quality.horizon_fit import fit_exponent, loto_exponents, scaled_lr
+from quality.jobs import finder_job, run_jobs, search_job, train_job
 from quality.report import markdown_section, oracle_table, write_section
 from quality.scoring import (
     fit_factor,
@@ -55,7 +80,9 @@ from quality.tasks import TASKS, get_task
 from quality.training import PROTOCOLS, untrained_loss
 
 import lrfind_core
-from lrfind_core import LRFindResult, available_methods
+from lrfind_core import available_methods
+from lrfind_core.horizon import HORIZON_EXPONENT
+from lrfind_core.search import minimum_budget
 
 logger = logging.getLogger("suggestion_quality")
 
@@ -65,6 +92,7 @@ QUICK_TASKS = ("blobs_mlp_adam", "teacher_regression_sgd")
 RUNS_DIR = BENCH / "quality_runs"
 RESULTS_JSON = BENCH / "quality_results.json"
 RESULTS_MD = BENCH / "RESULTS.md"
+PLOT_PATH = BENCH / "quality_regret_cost.png"
 SAVE_EVERY = 25
 
 
@@ -88,6 +116,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         f"bench candidates: {', '.join(rules.CANDIDATES)})",
     )
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument(
+        "--modes", nargs="+", choices=ALL_MODES, default=list(ALL_MODES), metavar="MODE",
+        help=f"finder modes to run and report (default all: {', '.join(ALL_MODES)})",
+    )
+    parser.add_argument(
+        "--rerun", nargs="+", choices=ALL_MODES, default=[], metavar="MODE",
+        help="finder modes to run again even where a saved result exists (the others "
+        "are read from bench/quality_runs/; a search whose policy changed reruns anyway)",
+    )
+    parser.add_argument(
+        "--plot", type=Path, default=None,
+        help=f"regret-versus-cost plot (default {PLOT_PATH.name} in bench/; none with --quick)",
+    )
     parser.add_argument(
         "--quick", action="store_true",
         help="smoke test: 2 tasks, 1 seed, budget 60, 8 grid points; writes "
@@ -114,25 +155,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     if args.markdown is None and not args.quick:
         args.markdown = RESULTS_MD
+    if args.plot is None and not args.quick:
+        args.plot = PLOT_PATH
+    args.modes = [mode for mode in ALL_MODES if mode in args.modes]
+    if not set(args.rerun) <= set(args.modes):
+        parser.error(f"--rerun {sorted(set(args.rerun) - set(args.modes))}: not in --modes")
     if len(args.tasks) < 2:
         parser.error("leave-one-task-out calibration needs at least 2 tasks")
     unknown = set(args.methods) - set(available_methods())
     if unknown:
         parser.error(f"unknown methods {sorted(unknown)}; known: {available_methods()}")
     return args
-
-
-def finder_path(runs_dir: Path, task: str, seed: int, mode: str) -> Path:
-    """Where the finder result of a case and mode is saved."""
-    return runs_dir / task / f"seed{seed}_{mode}.json"
-
-
-def shown_path(path: Path) -> str:
-    """``path`` relative to the repository when it lies inside it."""
-    try:
-        return str(path.relative_to(BENCH.parent))
-    except ValueError:
-        return str(path)
 
 
 class Runner:
@@ -146,6 +179,7 @@ class Runner:
         self.trained = 0
         self.used: dict[str, float] = {}
         self.train_seconds = 0.0
+        self.finder_seconds = 0.0
 
     def budget(self, task: str) -> int:
         """Optimizer steps of every run of ``task``: its own budget unless overridden."""
@@ -167,9 +201,10 @@ class Runner:
     def run(
         self,
         runs: set[tuple[str, int, str, float]],
-        finders: Sequence[tuple[str, int, str]] = (),
+        finders: Sequence[tuple[Any, Any, float]] = (),
     ) -> None:
-        """Train the runs not in the cache and the finder runs asked for, longest first."""
+        """Train the runs not in the cache and run the finder jobs asked for (``(tag, job,
+        weight)``, heaviest first), longest first."""
         # One run per cache key: LRs that round to the same 4 digits are the same run.
         by_key = {self.key(*run): (*run[:3], round_lr(run[3])) for run in runs}
         missing = sorted(
@@ -177,8 +212,7 @@ class Runner:
             key=lambda run: (-get_task(run[0]).step_ms * self.budget(run[0]), run),
         )
         jobs: list[tuple[Any, Any]] = [
-            (("finder", *case), (finder_job, (*case, str(finder_path(self.runs_dir, *case)))))
-            for case in sorted(finders, key=lambda case: -get_task(case[0]).step_ms)
+            (tag, job) for tag, job, _ in sorted(finders, key=lambda item: -item[2])
         ]
         jobs += [
             (("train", *run), (train_job, (*run, self.budget(run[0]))))
@@ -194,6 +228,8 @@ class Runner:
                     self.cache.put(self.key(*tag[1:]), result)
                     self.trained += 1
                     self.train_seconds += result["seconds"]
+                else:
+                    self.finder_seconds += result["seconds"]
                 if done % SAVE_EVERY == 0:
                     self.cache.save()
                     logger.info(
@@ -274,40 +310,76 @@ def oracle_only(
     return 0
 
 
-def load_suggestions(
-    runs_dir: Path, tasks: list[str], seeds: list[int], methods: list[str]
-) -> dict[str, dict[str, Any]]:
-    """Per task, seed and mode: the saved finder result's suggestion of every method."""
-    found: dict[str, dict[str, Any]] = {}
-    for task in tasks:
+def pending_finders(
+    args: argparse.Namespace, runner: Runner, seeds: list[int], runs_dir: Path,
+    fingerprint: str,
+) -> list[tuple[Any, Any, float]]:
+    """The finder jobs to run, ``(tag, job, weight)``: each mode's results not saved
+    yet (for a search: under this policy's fingerprint), and every one of ``--rerun``."""
+    jobs: list[tuple[Any, Any, float]] = []
+    for task in args.tasks:
+        training_steps, step_ms = runner.budget(task), get_task(task).step_ms
         for seed in seeds:
-            for mode in FINDER_MODES:
-                path = finder_path(runs_dir, task, seed, mode)
-                result = LRFindResult.load(path)
-                found.setdefault(task, {}).setdefault(str(seed), {})[mode] = {
-                    "path": shown_path(path),
-                    "stop_reason": result.stop_reason,
-                    "points": len(result.lrs),
-                    "seconds": result.meta.get("wall_time_s"),
-                    "suggestions": {method: result.suggest(method, for_schedule="curve").lr
-                                    for method in methods},
-                }
+            for mode in args.modes:
+                weight = step_ms * planned_steps(mode, training_steps)
+                again = mode in args.rerun
+                if mode in CURVE_MODES:
+                    path = curve_path(runs_dir, task, seed, mode)
+                    if again or not path.exists():
+                        jobs.append((("finder", task, seed, mode),
+                                     (finder_job, (task, seed, mode, str(path))), weight))
+                    continue
+                budget = search_budget(mode, training_steps)[1]
+                for protocol in PROTOCOLS:
+                    path = search_path(runs_dir, task, seed, mode, protocol, training_steps,
+                                       fingerprint)
+                    if again or not path.exists():
+                        arguments = (task, seed, protocol, training_steps, budget, str(path))
+                        jobs.append((("search", task, seed, mode, protocol),
+                                     (search_job, arguments), weight))
+    return jobs
+
+
+def load_finders(
+    args: argparse.Namespace, runner: Runner, seeds: list[int], runs_dir: Path,
+    fingerprint: str,
+) -> dict[str, dict[str, Any]]:
+    """Per task, seed and mode, the summary of the saved finder result (per protocol
+    for a search); a search that trained past its budget is logged as an error."""
+    found: dict[str, dict[str, Any]] = {}
+    for task in args.tasks:
+        training_steps = runner.budget(task)
+        for seed in seeds:
+            entry = found.setdefault(task, {}).setdefault(str(seed), {})
+            for mode in args.modes:
+                if mode in CURVE_MODES:
+                    entry[mode] = curve_summary(curve_path(runs_dir, task, seed, mode),
+                                                args.methods, BENCH.parent, PROTOCOLS)
+                    continue
+                entry[mode] = {}
+                for protocol in PROTOCOLS:
+                    path = search_path(runs_dir, task, seed, mode, protocol, training_steps,
+                                       fingerprint)
+                    summary = search_summary(path, mode, training_steps, BENCH.parent)
+                    if summary["over_budget"]:
+                        logger.error("%s/seed %d/%s/%s: the search trained %d steps, over its "
+                                     "budget of %d (%s)", task, seed, mode, protocol,
+                                     summary["steps_trained"], summary["budget_steps"], path)
+                    entry[mode][protocol] = summary
     return found
 
 
 def build_cases(
     oracle: dict[str, dict[str, Any]],
-    finder: dict[str, dict[str, Any]],
     seeds: list[int],
-    mode: str,
-    method: str,
+    suggested: Callable[[str, int], float | None],
 ) -> list[dict[str, Any]]:
-    """The cases of one (protocol, mode, method): suggestion, oracle best and cap of each."""
+    """The cases of one protocol: ``suggested(task, seed)``, the oracle best and cap of each."""
     return [
         {
             "task": task,
             "seed": seed,
-            "suggested": finder[task][str(seed)][mode]["suggestions"][method],
+            "suggested": suggested(task, seed),
             "best_lr": oracle[task]["best_lr"][index],
             "best_loss": oracle[task]["best_loss"][index],
             "cap": oracle[task]["caps"][index],
@@ -315,6 +387,80 @@ def build_cases(
         for task in oracle
         for index, seed in enumerate(seeds)
     ]
+
+
+def compared_methods(args: argparse.Namespace) -> list[Method]:
+    """The methods of the at-cost comparison whose mode runs (curve modes need :data:`RULE`)."""
+    return [
+        method for method in METHODS
+        if method.mode in args.modes and (method.use.startswith("search")
+                                          or RULE in args.methods)
+    ]
+
+
+def horizon_cases(
+    oracles: dict[str, dict[str, Any]], finder: dict[str, dict[str, Any]], seeds: list[int],
+    modes: list[str],
+) -> list[dict[str, Any]]:
+    """Every search of ``modes`` (both protocols) with what an exponent fit needs: its
+    measured LR and horizon, the training's length and its seed's oracle grid."""
+    cases = []
+    for protocol, by_task in oracles.items():
+        for task, oracle in by_task.items():
+            for index, seed in enumerate(seeds):
+                for mode in modes:
+                    summary = finder[task][str(seed)][mode][protocol]
+                    cases.append({
+                        "task": task, "measured_lr": summary["measured_lr"],
+                        "horizon": summary["measured_horizon"],
+                        "training_steps": summary["training_steps"],
+                        "grid": oracle["grid"], "losses": oracle["val_loss"][index],
+                        "best_loss": oracle["best_loss"][index], "cap": oracle["caps"][index],
+                    })
+    return cases
+
+
+def direct_lr(
+    finder: dict[str, dict[str, Any]], method: Method, protocol: str,
+    exponents: dict[str, float],
+) -> Callable[[str, int], float | None]:
+    """The LR a method trains as it is under ``protocol``: the library's own for the
+    protocol (``shipped``), the search's for it as returned (``search``), or its
+    measured LR scaled by the task's leave-one-task-out exponent (``search_loto``)."""
+    if method.use == "shipped":
+        return lambda task, seed: finder[task][str(seed)][method.mode]["shipped"][protocol]
+    if method.use == "search_loto":
+        def scaled(task: str, seed: int) -> float | None:
+            summary = finder[task][str(seed)][method.mode][protocol]
+            return scaled_lr({"measured_lr": summary["measured_lr"],
+                              "horizon": summary["measured_horizon"],
+                              "training_steps": summary["training_steps"]}, exponents[task])
+        return scaled
+    return lambda task, seed: finder[task][str(seed)][method.mode][protocol]["lr"]
+
+
+SEARCH_ROW_FIELDS = ("budget_asked", "budget_steps", "at_edge_of_last_rung",
+                     "at_bottom_of_all", "at_top_of_all", "over_budget")
+"""What a search row of the comparison carries from the search's summary."""
+
+
+def with_cost(
+    rows: list[dict[str, Any]], finder: dict[str, dict[str, Any]], runner: Runner,
+    mode: str, protocol: str,
+) -> list[dict[str, Any]]:
+    """Each scored row with its finder's ``steps_trained`` and ``cost`` (steps / T)
+    (and, for a search, the facts of :data:`SEARCH_ROW_FIELDS`)."""
+    out = []
+    for row in rows:
+        entry = finder[row["task"]][str(row["seed"])][mode]
+        extra: dict[str, Any] = {}
+        if mode in SEARCH_MODES:
+            entry = entry[protocol]
+            extra = {name: entry[name] for name in SEARCH_ROW_FIELDS}
+        steps = entry["steps_trained"]
+        out.append({**row, **extra, "steps_trained": steps,
+                    "cost": steps / runner.budget(row["task"])})
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -336,13 +482,8 @@ def main(argv: list[str] | None = None) -> int:
         return oracle_only(args, runner, seeds, grid, caps)
 
     # Phase 1: the oracle grid and the finder runs.
-    finders = [
-        (task, seed, mode)
-        for task in args.tasks
-        for seed in seeds
-        for mode in FINDER_MODES
-        if not finder_path(runs_dir, task, seed, mode).exists()
-    ]
+    fingerprint = search_fingerprint()
+    finders = pending_finders(args, runner, seeds, runs_dir, fingerprint)
     runner.run(grid_runs(args.tasks, seeds, grid), finders)
     phase1 = time.perf_counter() - started
     oracles = run_oracle(runner, args.tasks, seeds, grid, caps)
@@ -351,15 +492,21 @@ def main(argv: list[str] | None = None) -> int:
             if not oracle["inside_grid"]:
                 logger.warning("%s/%s: an optimum lies on the grid's edge; widen the grid",
                                task, protocol)
-    finder = load_suggestions(runs_dir, args.tasks, seeds, args.methods)
+    finder = load_finders(args, runner, seeds, runs_dir, fingerprint)
 
-    # Phase 2: train every suggestion, raw and calibrated leave-one-task-out.
+    # Phase 2: train every suggestion: each rule's raw and calibrated leave-one-task-out,
+    # the library's shipped LR and the searches' LRs as they are.
+    curve_modes = [mode for mode in args.modes if mode in CURVE_MODES]
     plans: dict[tuple[str, str, str], dict[str, Any]] = {}
     wanted: set[tuple[str, int, str, float]] = set()
     for protocol in PROTOCOLS:
-        for mode in FINDER_MODES:
+        for mode in curve_modes:
             for method in args.methods:
-                cases = build_cases(oracles[protocol], finder, seeds, mode, method)
+                cases = build_cases(
+                    oracles[protocol], seeds,
+                    lambda task, seed, mode=mode, method=method:
+                        finder[task][str(seed)][mode]["suggestions"][method],
+                )
                 loto = loto_factors(cases)
                 plans[protocol, mode, method] = {"cases": cases, "loto": loto}
                 for case in cases:
@@ -367,28 +514,53 @@ def main(argv: list[str] | None = None) -> int:
                         if case["suggested"] is not None:
                             wanted.add((case["task"], case["seed"], protocol,
                                         case["suggested"] * factor))
+    compared = [(protocol, method) for protocol in PROTOCOLS for method in compared_methods(args)]
+    search_modes = [mode for mode in args.modes if mode in SEARCH_MODES]
+    fit_cases = horizon_cases(oracles, finder, seeds, search_modes)
+    exponents = loto_exponents(fit_cases) if fit_cases else {}
+    exponent_all = fit_exponent(fit_cases) if fit_cases else None
+    direct: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for protocol, method in compared:
+        if method.use != "loto":
+            cases = build_cases(oracles[protocol], seeds,
+                                direct_lr(finder, method, protocol, exponents))
+            direct[protocol, method.name] = cases
+            wanted |= {(case["task"], case["seed"], protocol, case["suggested"])
+                       for case in cases if case["suggested"] is not None}
     runner.run(wanted)
+
+    def scorer(protocol: str) -> Callable[[str, int, float], float]:
+        return lambda task, seed, lr: runner.score(task, seed, protocol, lr)
 
     evaluation: dict[str, Any] = {}
     for (protocol, mode, method), plan in plans.items():
         cases, loto = plan["cases"], plan["loto"]
-
-        def score(task: str, seed: int, lr: float, protocol: str = protocol) -> float:
-            return runner.score(task, seed, protocol, lr)
-
-        raw = score_cases(cases, dict.fromkeys(loto, 1.0), score)
-        calibrated = score_cases(cases, loto, score)
+        raw = score_cases(cases, dict.fromkeys(loto, 1.0), scorer(protocol))
+        calibrated = score_cases(cases, loto, scorer(protocol))
         evaluation.setdefault(protocol, {}).setdefault(mode, {})[method] = {
             "factor_all_tasks": fit_factor(cases),
             "loto_factors": loto,
             "raw": {**summarize(raw), "rows": raw},
             "calibrated_loto": {**summarize(calibrated), "rows": calibrated},
         }
+    at_cost: dict[str, dict[str, Any]] = {}
+    for protocol, method in compared:
+        if method.use == "loto":
+            rows = evaluation[protocol][method.mode][RULE]["calibrated_loto"]["rows"]
+        else:
+            rows = score_cases(direct[protocol, method.name], dict.fromkeys(args.tasks, 1.0),
+                               scorer(protocol))
+        at_cost.setdefault(protocol, {})[method.name] = {
+            "mode": method.mode,
+            "use": method.use,
+            "description": method.description,
+            **summarize_at_cost(with_cost(rows, finder, runner, method.mode, protocol)),
+        }
 
     wall = time.perf_counter() - started
     results = {
         "format": "lrfind-bench-suggestion-quality",
-        "version": 1,
+        "version": 2,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "settings": {
             "tasks": args.tasks,
@@ -397,10 +569,31 @@ def main(argv: list[str] | None = None) -> int:
             "batch_size": 64,
             "grid": grid,
             "protocols": list(PROTOCOLS),
-            "finder_modes": {mode: FINDER_MODES[mode] for mode in FINDER_MODES},
-            "finder_mode_descriptions": FINDER_DESCRIPTIONS,
+            "finder_modes": {
+                mode: CURVE_MODES[mode] if mode in CURVE_MODES
+                else {"mode": "search", "budget_fraction": SEARCH_MODES[mode]}
+                for mode in args.modes
+            },
+            "finder_mode_descriptions": {mode: MODE_DESCRIPTIONS[mode] for mode in args.modes},
             "methods": args.methods,
             "candidates": [method for method in args.methods if method in rules.CANDIDATES],
+            "at_cost_rule": RULE,
+            "task_groups": {name: [task for task in members if task in args.tasks]
+                            for name, members in TASK_GROUPS.items()},
+            "search": {
+                "fingerprint": fingerprint,
+                "policy_files": [f"lrfind_core/{name}" for name in POLICY_FILES],
+                "minimum_budget": minimum_budget(),
+                "budget_fractions": {mode: SEARCH_MODES[mode] for mode in search_modes},
+                "horizon_exponent_shipped": HORIZON_EXPONENT,
+                "horizon_exponent_fit_all_tasks": exponent_all,
+                "horizon_exponents_loto": exponents,
+                "budget_steps": {
+                    task: {mode: list(search_budget(mode, runner.budget(task)))
+                           for mode in search_modes}
+                    for task in args.tasks
+                },
+            },
             "workers": args.workers,
             "quick": args.quick,
             "cap": "untrained model's validation loss (same seed)",
@@ -408,7 +601,7 @@ def main(argv: list[str] | None = None) -> int:
         "task_descriptions": {task: get_task(task).description for task in args.tasks},
         "machine": machine_facts(("numpy", "torch", "sklearn")),
         "versions": {"lrfind": lrfind_core.__version__, "torch": torch.__version__,
-                     "numpy": np.__version__},
+                     "numpy": np.__version__, "search policy": fingerprint},
         "timings": {
             "wall_s": wall,
             "phase1_s": phase1,
@@ -416,12 +609,20 @@ def main(argv: list[str] | None = None) -> int:
             "train_cpu_s": runner.train_seconds,
             "train_cpu_s_all_runs_used": runner.seconds_used,
             "finder_runs": len(finders),
+            "finder_cpu_s": runner.finder_seconds,
         },
         "oracle": oracles,
         "finder": finder,
         "evaluation": evaluation,
+        "at_cost": at_cost,
         "baselines": {protocol: fixed_lr_baselines(oracles[protocol]) for protocol in PROTOCOLS},
     }
+    if args.plot is not None and at_cost:
+        from quality.plot import plot_regret_cost
+
+        plot_regret_cost(results, args.plot)
+        results["plot"] = str(args.plot.relative_to(BENCH)) if args.plot.is_relative_to(
+            BENCH) else str(args.plot)
     with open(args.json, "w", encoding="utf-8") as handle:
         json.dump(results, handle, indent=1)
     section = markdown_section(results)

@@ -187,6 +187,10 @@ def _draw_search(ax: Any, search: Any) -> tuple[list[Any], list[str]]:
     if search.near_best is not None:
         added.append(ax.axvspan(*search.near_best, color="C2", alpha=0.12,
                                 label=f"within {search.tolerance:.0%} of the best"))
+    if search.measured_lr is not None and search.measured_lr != search.lr:
+        added.append(ax.axvline(search.measured_lr, color="C3", linewidth=1, linestyle="--",
+                                label=f"best of the {search.measured_horizon}-step runs: "
+                                f"{search.measured_lr:.2e}"))
     if search.lr is not None:
         added.append(ax.axvline(search.lr, color="C3", linewidth=1.5,
                                 label=f"search: {search.lr:.2e} ({search.schedule}, "

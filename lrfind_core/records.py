@@ -235,14 +235,21 @@ class SearchRecord:
       lrs, horizons, rungs, scores: per candidate run, its LR (a one-cycle peak, or
         the constant LR), its length in optimizer steps, its rung (0 first) and its
         validation loss at the end (+inf when it diverged).
-      lr: the chosen LR, for ``schedule`` over ``training_steps``.
+      lr: the chosen LR, for ``schedule`` over ``training_steps``: ``measured_lr``
+        times ``(h / training_steps) ** horizon_exponent``, ``h`` the last rung's
+        horizon (:mod:`lrfind_core.horizon`; times 1 when ``h >= training_steps``).
       near_best: the LRs ``(low, high)`` of the final rung whose score is within
-        ``tolerance`` of its best, widened to the chosen LR.
+        ``tolerance`` of its best, widened to the measured LR, scaled like ``lr``.
       tolerance: the relative score gap that counts as "as good" (0.02: 2%).
       reason: how the LR was chosen.
       sweep_steps: optimizer steps of the bracketing sweep.
       held_out_batches: training micro-batches held out as validation data (0
         when ``val_data`` was given).
+      measured_lr: the best LR of the last rung's runs, as measured (the vertex);
+        None when every candidate diverged. Equal to ``lr`` in files written before
+        the horizon correction (format 3 without ``measured_lr``).
+      horizon_exponent: the exponent of the horizon correction (0: none, and in
+        those older files).
     """
 
     schedule: str
@@ -258,6 +265,13 @@ class SearchRecord:
     reason: str
     sweep_steps: int
     held_out_batches: int = 0
+    measured_lr: float | None = None
+    horizon_exponent: float = 0.0
+
+    @property
+    def measured_horizon(self) -> int:
+        """The horizon of the last rung's runs, in optimizer steps."""
+        return int(self.horizons[self.rungs == self.rungs.max()][0])
 
     @property
     def steps_trained(self) -> int:
@@ -286,6 +300,8 @@ class SearchRecord:
             "reason": self.reason,
             "sweep_steps": int(self.sweep_steps),
             "held_out_batches": int(self.held_out_batches),
+            "measured_lr": encode_optional_float(self.measured_lr),
+            "horizon_exponent": float(self.horizon_exponent),
         }
 
     @classmethod
@@ -298,7 +314,8 @@ class SearchRecord:
         ``field``) that is not so."""
         required = ("schedule", "training_steps", "budget_steps", "lrs", "horizons", "rungs",
                     "scores", "lr", "near_best", "tolerance", "reason", "sweep_steps")
-        fields = read_object(data, field, required, ("held_out_batches",))
+        fields = read_object(data, field, required,
+                             ("held_out_batches", "measured_lr", "horizon_exponent"))
         lrs = decode_floats(fields["lrs"], f"{field}.lrs", finite=True, positive=True)
         candidates = len(lrs)
         near = fields["near_best"]
@@ -329,6 +346,10 @@ class SearchRecord:
             sweep_steps=read_int(fields["sweep_steps"], f"{field}.sweep_steps", minimum=0),
             held_out_batches=read_int(fields.get("held_out_batches", 0),
                                       f"{field}.held_out_batches", minimum=0),
+            measured_lr=read_optional_lr(fields.get("measured_lr", fields["lr"]),
+                                         f"{field}.measured_lr"),
+            horizon_exponent=read_number(fields.get("horizon_exponent", 0.0),
+                                         f"{field}.horizon_exponent", minimum=0.0),
         )
 
     def __eq__(self, other: object) -> bool:

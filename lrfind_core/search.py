@@ -14,10 +14,16 @@ validation loss, within a budget of optimizer steps.
    While the best candidate sits on an edge, one more is added beyond it, budget
    permitting.
 4. **Rung 1**: the best of rung 0 and its neighbours train longer, with what the
-   budget has left (:func:`second_horizon`); widened at an edge the same way.
+   budget has left (:func:`second_horizon`), moved to where the horizon
+   correction (step 6) says the best LR lies at rung 1's horizon; widened at an
+   edge the same way.
 5. **The choice** (:func:`choose`): the vertex of a parabola in log-LR through the
    best candidate of the last rung and its neighbours (never outside them), and
    the range of LRs whose score is within :data:`TOLERANCE` of the best.
+6. **The horizon** (:mod:`lrfind_core.horizon`): when the last rung's runs were
+   shorter than the planned training, the choice and the range are scaled by
+   ``(horizon / training_steps) ** HORIZON_EXPONENT``, since short runs favour
+   higher LRs; the measured vertex is kept as ``measured_lr``.
 
 Everything here is planning and judging; the backends only run the plans.
 """
@@ -31,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lrfind_core.horizon import HORIZON_EXPONENT, horizon_factor
 from lrfind_core.judging import smooth
 from lrfind_core.monitor import MonitorSettings
 from lrfind_core.plan import RunPlan, RunRecord, plan_sweeps
@@ -283,15 +290,27 @@ class Rung:
 def record_of(
     settings: Settings, budget: int, sweep_steps: int, rungs: list[Rung], held_out: int
 ) -> SearchRecord:
-    """The search record: every candidate, the choice and the near-best range."""
+    """The search record: every candidate, the choice and the near-best range, both
+    scaled from the last rung's horizon to the planned training's."""
     last = rungs[-1]
-    lr, reason = choose(last.lrs, last.scores)
-    near = None if lr is None else near_best(last.lrs, last.scores, lr)
-    if lr is not None:
-        reason += f", after {last.horizon} of {settings.training_steps} steps"
+    training = int(settings.training_steps or 0)
+    measured, reason = choose(last.lrs, last.scores)
+    near = None if measured is None else near_best(last.lrs, last.scores, measured)
+    lr = measured
+    if measured is not None:
+        reason += f", after {last.horizon} of {training} steps"
+        factor = horizon_factor(last.horizon, training)
+        if factor != 1.0:
+            lr = measured * factor
+            near = (near[0] * factor, near[1] * factor) if near is not None else None
+            reason += (f", x {factor:.3g} = ({last.horizon}/{training})^{HORIZON_EXPONENT:g} "
+                       "for the steps not run")
+            if lr < settings.start_lr:
+                lr = float(settings.start_lr)
+                reason += f", raised to start_lr {lr:.3g}"
     return SearchRecord(
         schedule=settings.for_schedule,
-        training_steps=int(settings.training_steps or 0),
+        training_steps=training,
         budget_steps=budget,
         lrs=np.concatenate([rung.lrs for rung in rungs]),
         horizons=np.concatenate([np.full(len(rung.lrs), rung.horizon) for rung in rungs]),
@@ -303,6 +322,8 @@ def record_of(
         reason=reason,
         sweep_steps=sweep_steps,
         held_out_batches=held_out,
+        measured_lr=measured,
+        horizon_exponent=HORIZON_EXPONENT,
     )
 
 
@@ -371,8 +392,9 @@ def run_search(
     rungs = [first]
     left = budget - spent(records)
     if np.any(np.isfinite(first.scores)) and left >= SECOND_CANDIDATES * MIN_HORIZON:
+        horizon = second_horizon(left, training)
         candidates = neighbours(first.lrs, first.scores, SECOND_CANDIDATES)
-        second = measure(1, candidates, second_horizon(left, training))
+        second = measure(1, candidates * horizon_factor(first.horizon, horizon), horizon)
         widen(second, keep=0)
         rungs.append(second)
     search = record_of(settings, budget, sweep.num_steps, rungs, held_out)

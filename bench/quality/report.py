@@ -109,6 +109,156 @@ def _factor_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _cost(entry: dict[str, Any]) -> str:
+    return (f"{entry['median_cost']:.2f} ({entry['min_cost']:.2f}-{entry['max_cost']:.2f})")
+
+
+def at_cost_table(results: dict[str, Any]) -> list[str]:
+    """Every method at its cost, both protocols: regret statistics and steps / T."""
+    lines = [
+        "| protocol | method | median regret | ≤10% | mean regret | worst regret (case) | "
+        "cost: steps / T, median (range) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for protocol, methods in results["at_cost"].items():
+        for name, entry in methods.items():
+            lines.append(
+                f"| {protocol} | {name} | {entry['median_regret']:.3f} | "
+                f"{entry['within_10pct']}/{entry['cases']} | {entry['mean_regret']:.3f} | "
+                f"{entry['worst_regret']:.3f} ({entry['worst_case']}) | {_cost(entry)} |"
+            )
+        baselines = results["baselines"][protocol]
+        for label, stats in (("*each task's best grid LR*", baselines["task_best"]),
+                             ("*one fixed LR for all tasks (LOTO)*", baselines["fixed_loto"])):
+            lines.append(
+                f"| {protocol} | {label} | {stats['median_regret']:.3f} | "
+                f"{stats['within_10pct']}/{stats['cases']} | {stats['mean_regret']:.3f} | - | "
+                "0 (no finder) |"
+            )
+    return lines
+
+
+def group_table(results: dict[str, Any]) -> list[str]:
+    """Per task group and method, median regret and cases within 10% under each protocol."""
+    protocols = list(results["at_cost"])
+    groups = results["settings"].get("task_groups", {})
+    header = "| group | method | " + " | ".join(
+        f"{protocol}: median regret | {protocol}: ≤10%" for protocol in protocols) + " |"
+    lines = [header, "|---|---|" + "---|---|" * len(protocols)]
+    first = results["at_cost"][protocols[0]]
+    for group, members in groups.items():
+        if not members:
+            continue
+        for name in first:
+            cells = []
+            for protocol in protocols:
+                stats = results["at_cost"][protocol][name]["groups"].get(group)
+                cells.append("- | -" if stats is None else
+                             f"{stats['median_regret']:.3f} | "
+                             f"{stats['within_10pct']}/{stats['cases']}")
+            lines.append(f"| {group} | {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def search_choice_table(results: dict[str, Any]) -> list[str]:
+    """Where the searches' LRs lie: offsets from the oracle, and choices at an edge."""
+    lines = [
+        "| protocol | method | median offset (dec) | offset IQR (dec) | abs(offset) > 0.5 dec | "
+        "at an edge of its last rung | at the lowest / highest of all its candidates | "
+        "budget raised to the minimum | over budget |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for protocol, methods in results["at_cost"].items():
+        for name, entry in methods.items():
+            if not entry["use"].startswith("search"):
+                continue
+            rows = entry["rows"]
+            offsets = np.array([row["log10_offset"] for row in rows
+                                if row["log10_offset"] is not None])
+            far = int(np.sum(np.abs(offsets) > 0.5))
+            raised = sum(row["budget_steps"] > row["budget_asked"] for row in rows)
+            quartiles = np.percentile(offsets, [25, 75]) if len(offsets) else [np.nan] * 2
+
+            def count(field: str, rows: list[dict[str, Any]] = rows) -> int:
+                return sum(bool(row[field]) for row in rows)
+
+            lines.append(
+                f"| {protocol} | {name} | {_signed(entry['median_log10_offset'])} | "
+                f"{quartiles[1] - quartiles[0]:.2f} | {far}/{len(rows)} | "
+                f"{count('at_edge_of_last_rung')}/{len(rows)} | "
+                f"{count('at_bottom_of_all')} / {count('at_top_of_all')} | "
+                f"{raised}/{len(rows)} | {count('over_budget')}/{len(rows)} |"
+            )
+    return lines
+
+
+def _at_cost_section(results: dict[str, Any]) -> list[str]:
+    settings = results["settings"]
+    search = settings.get("search", {})
+    methods = results["at_cost"][next(iter(results["at_cost"]))]
+    described = "; ".join(f"*{name}*: {entry['description']}" for name, entry in methods.items())
+    groups = "; ".join(f"*{name}*: {', '.join(members)}"
+                       for name, members in settings.get("task_groups", {}).items() if members)
+    lines = [
+        "### Every method at its cost",
+        "",
+        f"Each way of getting an LR, with the optimizer steps `lr_find` trained to get it "
+        "(`result.meta[\"steps_trained\"]`: every sweep, run and candidate; validation "
+        "forward passes are not counted) as a multiple of the task's training steps T. "
+        f"Curve modes use the `{settings.get('at_cost_rule', 'minimum')}` rule (the library's "
+        "default); their LOTO rows are the same cases as the per-rule tables below. "
+        "The search runs once per case and protocol with `for_schedule=protocol`, "
+        "`training_steps=T`, `budget_steps=round(f T)` (raised to the library's minimum "
+        f"budget, {search.get('minimum_budget', '-')} steps, when below it) and the task's "
+        "validation set as `val_data` (batches of 64; the search averages the first 32). "
+        "Its LR is the best LR its last, shortest-of-T runs measured, scaled to T by "
+        "`(h / T) ** c` (lrfind_core/horizon.py); the search rows use `c` fit on the other "
+        "tasks (LOTO, by interpolating the oracle grids: bench/quality/horizon_fit.py; "
+        f"fit per held-out task: {_exponents(search.get('horizon_exponents_loto', {}))}), "
+        "and *search_1, shipped* the LR lrfind returns, with the shipped "
+        f"`c = {search.get('horizon_exponent_shipped', '-')}` (fit on every task: "
+        f"{search.get('horizon_exponent_fit_all_tasks', '-')}; in-sample). "
+        "Methods: " + described + ".",
+        "",
+    ]
+    if results.get("plot"):
+        lines += [f"![median regret and share within 10% against cost]({results['plot']})", ""]
+    lines += [*at_cost_table(results), ""]
+    if groups:
+        lines += [f"By task group ({groups}):", "", *group_table(results), ""]
+    if any(entry["use"].startswith("search") for entry in methods.values()):
+        lines += [
+            "Where the searches' LRs lie (offset = log10(search LR / the case's oracle-best LR); "
+            "an edge choice is the best candidate itself, at the end of the LRs it ran):",
+            "",
+            *search_choice_table(results),
+            "",
+        ]
+    return lines
+
+
+def _exponents(by_task: dict[str, float]) -> str:
+    """The LOTO exponents as "min to max (median)"."""
+    if not by_task:
+        return "-"
+    values = np.array(list(by_task.values()))
+    return f"{values.min():g} to {values.max():g} (median {np.median(values):g})"
+
+
+def _at_cost_lines(results: dict[str, Any]) -> list[str]:
+    """Per protocol, the method of the at-cost table with the lowest median regret."""
+    lines = []
+    for protocol, methods in results.get("at_cost", {}).items():
+        name, entry = min(methods.items(), key=lambda item: (
+            item[1]["median_regret"], -item[1]["within_10pct"], item[1]["median_cost"]))
+        lines.append(
+            f"- {protocol}, at its cost: lowest median regret **{name}** "
+            f"({entry['median_regret']:.3f}, {entry['within_10pct']}/{entry['cases']} within "
+            f"10%, worst {entry['worst_regret']:.3f}, cost {entry['median_cost']:.2f} T)."
+        )
+    return lines
+
+
 def _best_lines(results: dict[str, Any]) -> list[str]:
     cycle, constant = results["oracle"]["one_cycle"], results["oracle"]["constant"]
     apart = [
@@ -180,9 +330,12 @@ def markdown_section(results: dict[str, Any]) -> str:
         "`one_cycle` = `OneCycleLR(max_lr=lr, total_steps=budget)` with torch's defaults, "
         "stepped per batch; `constant` = the LR throughout. A run that goes non-finite or "
         "ends above the untrained model's validation loss scores that untrained loss (the "
-        f"cap). `lr_find` (progress off) runs on a fresh model of each case in three modes: "
-        f"{modes}. Each method's suggestion (`result.suggest(method).lr`) is then trained "
-        "under each protocol with the case's seed. Tasks "
+        f"cap). `lr_find` (progress off) runs on a fresh model of each case in "
+        f"{len(settings['finder_mode_descriptions'])} modes: "
+        f"{modes}. In a curve mode (classic, k_sweeps, independent) each method's suggestion "
+        "as read off the curve (`result.suggest(method, for_schedule=\"curve\").lr`) is then "
+        "trained under each protocol with the case's seed; a search's LR under the protocol "
+        "it searched for. Tasks "
         f"({len(settings['tasks'])}, seeds {settings['seeds']}, "
         f"{len(settings['tasks']) * len(settings['seeds'])} cases):",
         tasks,
@@ -208,17 +361,25 @@ def markdown_section(results: dict[str, Any]) -> str:
         *oracle_table(results),
         "",
     ]
-    for protocol in settings["protocols"]:
+    if results.get("at_cost"):
+        lines += _at_cost_section(results)
+    evaluated = [protocol for protocol in settings["protocols"]
+                 if results["evaluation"].get(protocol)]
+    for protocol in evaluated:
         lines += [f"### Suggestions under `{protocol}`", "", *_evaluation_table(results, protocol),
                   ""]
+    if evaluated:
+        lines += [
+            "### Factors fit on all tasks (what the library would ship)",
+            "",
+            *_factor_table(results),
+            "",
+        ]
     lines += [
-        "### Factors fit on all tasks (what the library would ship)",
-        "",
-        *_factor_table(results),
-        "",
         "### Summary",
         "",
-        *_best_lines(results),
+        *_at_cost_lines(results),
+        *(_best_lines(results) if evaluated else []),
         "- With this many tasks and seeds, gaps of a few hundredths in median regret or of "
         "one to three cases within 10% are within seed noise: even each task's own best "
         "grid LR misses 10% on some cases (row in italics above).",

@@ -4,7 +4,8 @@
 makes: a classic sweep gets a training-loss curve that falls, bottoms out at
 ``sweep_minimum`` and blows up; a candidate run of ``h`` steps at LR ``lr`` gets the
 validation loss ``1 + curvature * (log10(lr) - optimum(h))**2`` (plus optional
-deterministic noise), with ``optimum(h) = best + drift * log10(h / training)``.
+deterministic noise), with ``optimum(h) = best + drift * log10(h / training)`` (by
+default the drift the search's horizon correction assumes).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from lrfind_core.horizon import HORIZON_EXPONENT
 from lrfind_core.plan import RunPlan, RunRecord
 
 
@@ -29,7 +31,7 @@ class FormulaBackend:
         *,
         best: float = -2.0,
         training: int = 300,
-        drift: float = 0.0,
+        drift: float = -HORIZON_EXPONENT,
         curvature: float = 0.2,
         sweep_minimum: float = -1.0,
         noise: float = 0.0,

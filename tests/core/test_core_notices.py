@@ -63,13 +63,13 @@ def test_identical_curves_are_named_since_their_band_measures_nothing():
 
 def test_a_search_whose_best_stays_at_an_edge_of_its_candidates_says_so():
     # the best LR is 1e-9, far below the bracket, and the budget runs out on the way there
-    backend = FormulaBackend(best=-9.0, sweep_minimum=-1.0, curvature=0.05)
+    backend = FormulaBackend(best=-9.0, sweep_minimum=-1.0, curvature=0.05, drift=0.0)
     settings = call_settings(None, mode="search", training_steps=300, budget_steps=150)
     with pytest.warns(UserWarning, match=r"the search's best candidate, .*, is the lowest it "
                       r"ran .*Raise budget_steps or lower start_lr"):
         result = run_finder(backend, settings, has_validation=True)
     lrs, scores = result.search.rung(int(result.search.rungs.max()))
-    assert np.argmin(scores) == 0 and result.search.lr == lrs[0]
+    assert np.argmin(scores) == 0 and result.search.measured_lr == lrs[0]
 
 
 def test_a_plot_that_cannot_be_saved_is_a_warning_and_the_result_is_kept(tmp_path):

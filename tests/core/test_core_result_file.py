@@ -281,7 +281,7 @@ BAD_FILES = [
                                                 for c in doc["runs"]["run_losses"]]),
      "ensemble.sweep_losses", "expected curves of 7 points (the runs' grid), got 6"),
     ("search-horizons-short", "search", lambda doc: doc["search"]["horizons"].pop(),
-     "search.horizons", "expected 13 values, got 12"),
+     "search.horizons", "expected 14 values, got 13"),
     ("search-horizon-0", "search", _set("search", "horizons", 0, 0), "search.horizons[0]",
      "expected an integer >= 1, got 0"),
     ("search-near-best-reversed", "search",

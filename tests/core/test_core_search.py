@@ -10,12 +10,14 @@ from search_fakes import FormulaBackend
 
 from lrfind_core import LRFindResult, Settings
 from lrfind_core import search as search_module
+from lrfind_core.horizon import HORIZON_EXPONENT, horizon_factor
 from lrfind_core.search import (
     beyond_edge,
     bracket,
     choose,
     minimum_budget,
     near_best,
+    neighbours,
     sweep_steps_for,
 )
 from lrfind_core.shell import call_settings, run_finder
@@ -28,6 +30,7 @@ def searched(backend: FormulaBackend, training: int = 300, budget: int | None = 
     return run_finder(backend, settings, has_validation=validation)
 
 
+@pytest.mark.filterwarnings("ignore:the search's best candidate")  # drift 0 and +0.5
 @pytest.mark.parametrize("budget", [minimum_budget(), 61, 100, 300, 900, 3000])
 @pytest.mark.parametrize("drift", [-0.5, 0.0, 0.5])
 def test_the_search_never_trains_more_than_its_budget(budget, drift):
@@ -73,15 +76,62 @@ def test_the_sweep_shrinks_with_the_budget_down_to_its_minimum():
 
 
 @pytest.mark.parametrize("best", [-3.0, -2.0, -1.2])
-def test_the_choice_lands_on_the_optimum_when_it_does_not_move_with_the_horizon(best):
-    backend = FormulaBackend(best=best, sweep_minimum=-1.0)
+def test_the_choice_lands_on_the_optimum_when_it_moves_with_the_horizon_as_modelled(best):
+    # the best LR of h-step runs is best + 0.8 * log10(T / h): the model the correction
+    # assumes, so the corrected choice is the best LR for the whole training
+    backend = FormulaBackend(best=best, sweep_minimum=best + 2.0, drift=-HORIZON_EXPONENT)
     result = searched(backend, budget=900)
-    assert result.suggestion == result.search.lr
-    assert abs(np.log10(result.search.lr) - best) < 0.05
-    low, high = result.search.near_best
-    assert low <= result.search.lr <= high
-    assert result.suggestions["search"].lr == result.search.lr
+    search = result.search
+    assert result.suggestion == search.lr
+    assert abs(np.log10(search.lr) - best) < 0.05
+    assert abs(np.log10(search.measured_lr) - backend.optimum(search.measured_horizon)) < 0.05
+    low, high = search.near_best
+    assert low <= search.lr <= high
+    assert result.suggestions["search"].lr == search.lr
     assert result.suggest().method == "search"
+
+
+def test_the_choice_is_the_measured_vertex_scaled_to_the_planned_training():
+    # an optimum that does not move with the horizon: measured there, then scaled down
+    backend = FormulaBackend(best=-2.0, sweep_minimum=-1.0, drift=0.0)
+    with pytest.warns(UserWarning, match="is the highest it ran"):
+        result = searched(backend, budget=900)
+    search = result.search
+    horizon = search.measured_horizon
+    assert horizon < 300
+    assert abs(np.log10(search.measured_lr) + 2.0) < 0.05
+    factor = (horizon / 300) ** HORIZON_EXPONENT
+    assert search.lr == pytest.approx(search.measured_lr * factor, rel=1e-12)
+    assert search.horizon_exponent == HORIZON_EXPONENT
+    assert f"({horizon}/300)^0.8 for the steps not run" in search.reason
+
+
+def test_rung_1_runs_where_the_correction_moves_the_best_of_rung_0():
+    backend = FormulaBackend(best=-2.0, sweep_minimum=-1.0)
+    result = searched(backend, budget=900)
+    first_lrs, first_scores = result.search.rung(0)
+    second_lrs, _ = result.search.rung(1)
+    first_horizon = int(result.search.horizons[result.search.rungs == 0][0])
+    factor = horizon_factor(first_horizon, result.search.measured_horizon)
+    moved = neighbours(first_lrs, first_scores, search_module.SECOND_CANDIDATES) * factor
+    np.testing.assert_allclose(second_lrs[: len(moved)], moved, rtol=1e-12)
+
+
+def test_runs_as_long_as_the_training_need_no_horizon_correction():
+    backend = FormulaBackend(best=-2.0, sweep_minimum=-1.0, training=100)
+    result = searched(backend, training=100, budget=3000)
+    search = result.search
+    assert search.measured_horizon == 100
+    assert search.lr == search.measured_lr
+    assert "for the steps not run" not in search.reason
+
+
+def test_the_horizon_factor():
+    assert horizon_factor(30, 300) == pytest.approx(0.1**0.8)
+    assert horizon_factor(30, 300, exponent=1.0) == pytest.approx(0.1)
+    assert horizon_factor(300, 300) == horizon_factor(600, 300) == 1.0
+    with pytest.raises(ValueError, match="steps must be positive"):
+        horizon_factor(0, 300)
 
 
 def test_an_optimum_beyond_the_bracket_widens_the_candidates_until_it_is_inside():
@@ -95,8 +145,9 @@ def test_an_optimum_beyond_the_bracket_widens_the_candidates_until_it_is_inside(
     assert abs(np.log10(result.search.lr) + 5.0) < 0.2
 
 
+@pytest.mark.filterwarnings("ignore:the search's best candidate")  # next to a diverged one
 def test_a_diverged_candidate_scores_inf_and_is_not_chosen():
-    backend = FormulaBackend(best=0.3, sweep_minimum=0.9, diverge_above=0.45)
+    backend = FormulaBackend(best=0.3, sweep_minimum=0.9, diverge_above=0.45, drift=0.0)
     result = searched(backend, budget=900)
     assert np.any(np.isinf(result.search.scores))
     assert np.log10(result.search.lr) <= 0.45
@@ -187,7 +238,10 @@ def test_the_plot_shows_the_candidates_the_choice_and_the_near_best_range(tmp_pa
     assert [f"candidates, {h}-step runs" for h in horizons] == [
         label for label in labels if label.startswith("candidates")
     ]
-    assert f"search: {result.search.lr:.2e} (one_cycle, 300 steps)" in labels
+    search = result.search
+    assert f"search: {search.lr:.2e} (one_cycle, 300 steps)" in labels
+    assert (f"best of the {search.measured_horizon}-step runs: {search.measured_lr:.2e}"
+            in labels)
     assert "within 2% of the best" in labels
     assert ax.get_title().startswith("LR search")
     scores_ax = next(other for other in ax.figure.axes if other is not ax)
