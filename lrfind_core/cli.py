@@ -65,16 +65,24 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"no {args.backend} demo installed; installed: {sorted(demos)}", file=sys.stderr)
         return 2
     ranked = sorted(demos, key=lambda name: (*DEMO_ORDER, name).index(name))
-    name = args.backend or ranked[0]
-    others = [other for other in ranked if other != name]
-    note = f" (also installed: {', '.join(others)}; choose with --backend)" if others else ""
-    print(f"running the {name} demo{note}")
-    try:
-        main = demos[name].load()
-    except ImportError as error:
-        print(f"the {name} demo cannot run: {error}; pip install 'lrfind[demo]'", file=sys.stderr)
-        return 2
-    return int(main(out_dir=args.out, seed=args.seed))
+    # Every backend's entry point is declared whichever extras are installed: without
+    # --backend, the first demo whose framework imports runs.
+    candidates = [args.backend] if args.backend else ranked
+    failed: dict[str, str] = {}
+    for name in candidates:
+        try:
+            main = demos[name].load()
+        except ImportError as error:
+            failed[name] = f"the {name} demo cannot run: {error}"
+            continue
+        others = [other for other in ranked if other != name and other not in failed]
+        notes = [f"also installed: {', '.join(others)}; choose with --backend"] if others else []
+        note = f" ({'; '.join([*notes, *failed.values()])})" if notes or failed else ""
+        print(f"running the {name} demo{note}")
+        return int(main(out_dir=args.out, seed=args.seed))
+    print("; ".join(failed.values()) + "; pip install 'lrfind[demo]' (torch and scikit-learn), "
+          "or 'lrfind[jax]' scikit-learn", file=sys.stderr)
+    return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:

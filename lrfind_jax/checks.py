@@ -9,7 +9,8 @@ much slower compilation.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -139,6 +140,69 @@ def check_loss_signature(loss_fn: Callable[..., Any], stateful: bool) -> None:
         ) from None
 
 
+def takes_positional(function: Callable[..., Any], count: int) -> bool | None:
+    """Whether ``function`` can be called with ``count`` positional arguments (None when
+    its signature cannot be read: a builtin, or an object without one)."""
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):
+        return None
+    try:
+        signature.bind(*range(count))
+    except TypeError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class LossForm:
+    """One way an entry point calls ``loss_fn``: when (``given``, e.g. ``"with rng="``),
+    with how many positional arguments, and the call itself (``call``)."""
+
+    given: str
+    count: int
+    call: str
+
+
+def check_loss_form(
+    caller: str, loss_fn: Callable[..., Any], chosen: LossForm, forms: Sequence[LossForm]
+) -> None:
+    """``loss_fn`` takes the arguments of ``chosen``, the form the given keywords select;
+    otherwise a TypeError that names the form it does fit, or every form. A signature
+    that cannot be read passes (the first call says what is wrong)."""
+    if takes_positional(loss_fn, chosen.count) is not False:
+        return
+    described = f"{_name(loss_fn)}{inspect.signature(loss_fn)}"
+    fitting = [form for form in forms if takes_positional(loss_fn, form.count)]
+    if fitting:
+        hint = f"it fits the form {fitting[0].given}: {fitting[0].call}"
+    else:
+        hint = "the forms: " + "; ".join(f"{form.given}: {form.call}" for form in forms)
+    raise TypeError(
+        f"{chosen.given}, {caller} calls {chosen.call}, but {described} does not take "
+        f"{chosen.count} arguments; {hint}"
+    )
+
+
+def refuse_keywords(keywords: Mapping[str, Any], names: Sequence[str], caller: str,
+                    why: str) -> None:
+    """A TypeError for the first of ``names`` given in ``keywords`` (a keyword of
+    :func:`lrfind_jax.lr_find` that ``caller`` sets itself), saying ``why``."""
+    for name in names:
+        if name in keywords:
+            raise TypeError(f"{caller} takes no {name}=: {why}")
+
+
+def refuse_tuple_loss(loss: Any, hint: str) -> Any:
+    """``loss`` unless it is a tuple or list (a loss written with an auxiliary output, or
+    the stateful form's ``(loss, state)`` in the wrong place): then a TypeError with
+    ``hint``. Runs while tracing, before anything is compiled."""
+    if isinstance(loss, tuple | list):
+        raise TypeError(f"loss_fn must return the scalar loss, got a {type(loss).__name__}; "
+                        f"{hint}")
+    return loss
+
+
 def _name(function: Any) -> str:
     return getattr(function, "__name__", type(function).__name__)
 
@@ -200,10 +264,15 @@ def check_loss_output(
 
 
 __all__ = [
+    "LossForm",
     "check_devices",
+    "check_loss_form",
     "check_loss_output",
     "check_opt_state",
     "check_params",
     "check_rng",
     "check_same_structure",
+    "refuse_keywords",
+    "refuse_tuple_loss",
+    "takes_positional",
 ]

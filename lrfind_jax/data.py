@@ -55,6 +55,14 @@ def _to_array(value: Any) -> Any:
 
 def _check_numeric(value: Any, where: str, name: str) -> None:
     dtype = value.dtype
+    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        raise TypeError(
+            f"{name}{where} holds PRNG keys ({dtype}): for a fresh key every step pass "
+            "rng=jax.random.key(0) instead and take the step's key in loss_fn (lr_find: "
+            "loss_fn(params, model_state, batch, key); lr_find_nnx: loss_fn(module, batch, "
+            "rngs); lr_find_train_state: loss_fn(apply_fn, params, model_state, batch, key); "
+            "lr_find_equinox: loss_fn(model, batch, key))"
+        )
     if not (jax.dtypes.issubdtype(dtype, np.number) or dtype == np.bool_):
         raise TypeError(
             f"{name}{where} has dtype {dtype}; a compiled sweep takes numeric arrays only"

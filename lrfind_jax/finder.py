@@ -89,6 +89,7 @@ def lr_find(
     A second call with the same functions, optimizer object, shapes and mode reuses
     the compiled program; the LR range is data, not part of the program.
     """
+    _check_model_kind(params)
     _check_argument_order(params, loss_fn)
     check_callable("loss_fn", loss_fn)
     options = checked_options(options)
@@ -106,12 +107,34 @@ def lr_find(
     return run_finder(backend, chosen, has_validation=val_data is not None, plot_path=plot_path)
 
 
-def _check_argument_order(params: Any, loss_fn: Any) -> None:
-    """A function first (the order before 0.2: ``loss_fn, params, ...``) or a Flax module."""
+def _check_model_kind(params: Any) -> None:
+    """``params`` is not a model object that an adapter takes: an nnx module, a Flax
+    ``TrainState``, or a whole equinox module (one with leaves other than float
+    arrays; a partition such as ``eqx.filter(model, eqx.is_inexact_array)`` is
+    plain params). Their libraries are looked up among the loaded modules, never
+    imported here."""
     nnx = sys.modules.get("flax.nnx")
     if nnx is not None and isinstance(params, nnx.Module):
         raise TypeError("params is a Flax nnx module: use lrfind_jax.lr_find_nnx(model, "
                         "optimizer, train_data, loss_fn)")
+    train_state = sys.modules.get("flax.training.train_state")
+    if train_state is not None and isinstance(params, train_state.TrainState):
+        raise TypeError("params is a Flax TrainState: use lrfind_jax.lr_find_train_state(state, "
+                        "train_data, loss_fn) with loss_fn(apply_fn, params, batch)")
+    equinox = sys.modules.get("equinox")
+    if equinox is not None and isinstance(params, equinox.Module) and not all(
+        equinox.is_inexact_array(leaf) for leaf in jax.tree_util.tree_leaves(params)
+    ):
+        raise TypeError(
+            "params is an equinox Module with fields that are not float arrays: use "
+            "lrfind_jax.lr_find_equinox(model, optimizer, train_data, loss_fn), which trains "
+            "its floating-point arrays (eqx.partition(model, eqx.is_inexact_array)) and keeps "
+            "the rest as it is"
+        )
+
+
+def _check_argument_order(params: Any, loss_fn: Any) -> None:
+    """A function first (the order before 0.2: ``loss_fn, params, ...``)."""
     has_arrays = any(hasattr(leaf, "shape") for leaf in jax.tree_util.tree_leaves(params))
     if callable(params) and not has_arrays:
         raise TypeError(
@@ -152,7 +175,8 @@ def _prepare(
             raise ValueError(
                 "validation (val_data, or mode='search') with model_state= or rng= needs "
                 "options=JaxOptions(val_loss_fn=...): val_loss_fn(params, model_state, batch) "
-                "-> the loss in eval mode"
+                "-> the loss in eval mode (lr_find_train_state: val_loss_fn(apply_fn, params, "
+                "model_state, batch))"
             )
         val_loss_fn = loss_fn
     if val_loss_fn is not None and not stateful:

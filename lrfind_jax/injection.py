@@ -242,6 +242,33 @@ def initial_opt_state(transformation: Any, params: Any) -> Any:
     )
 
 
+def has_injected_lr(opt_state: Any) -> bool:
+    """Whether ``opt_state`` (concrete or abstract, e.g. from ``jax.eval_shape``) holds
+    an injected ``learning_rate`` anywhere."""
+    nodes = jax.tree_util.tree_leaves(opt_state, is_leaf=_is_inject_state)
+    return any(_is_inject_state(node) and LR_NAME in node.hyperparams for node in nodes)
+
+
+def check_held_transformation(transformation: Any, params: Any, owner: str, fix: str) -> None:
+    """A transformation taken from an object the user holds (``owner``: an
+    ``nnx.Optimizer``'s or a ``TrainState``'s ``tx``) has an injected learning rate.
+
+    Its state is traced (``jax.eval_shape``, nothing computed); without one, a
+    ValueError says how to build it or, in ``fix``, what to pass instead. A
+    transformation that is a plain function's result (``optax.adam(1e-3)``) keeps
+    its LR in a closure, where nothing can set it.
+    """
+    if not _is_transformation(transformation):
+        raise TypeError(f"{owner} must be an optax GradientTransformation, got "
+                        f"{type(transformation).__name__}")
+    if not has_injected_lr(jax.eval_shape(transformation.init, params)):
+        raise ValueError(
+            f"{owner} has no injected learning rate, so lr_find cannot set it (optax keeps "
+            "the LR of optax.adam(1e-3) in a closure). Build it as "
+            "optax.inject_hyperparams(optax.adam)(learning_rate=1e-3), or " + fix
+        )
+
+
 def find_lr_groups(opt_state: Any) -> tuple[LrGroup, ...]:
     """Every injected, settable learning rate in ``opt_state`` (a concrete state).
 
@@ -410,10 +437,12 @@ __all__ = [
     "LR_NAME",
     "LrGroup",
     "PreparedOptimizer",
+    "check_held_transformation",
     "check_multi_steps_placement",
     "check_optimizer_kind",
     "constant_every_k",
     "find_lr_groups",
+    "has_injected_lr",
     "initial_opt_state",
     "low_precision_hyperparams",
     "lr_tables",

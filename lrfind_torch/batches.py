@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
@@ -23,6 +25,28 @@ def move_to_device(batch: Any, device: torch.device, non_blocking: bool) -> Any:
     if isinstance(batch, dict):
         return type(batch)((k, move_to_device(v, device, non_blocking)) for k, v in batch.items())
     return batch
+
+
+@contextlib.contextmanager
+def kept_loader_positions(sources: Iterable[Any]) -> Iterator[None]:
+    """Put back where each loader that remembers its passes stands, once lr_find has read
+    it part way. An ``accelerate``-prepared loader (duck-typed: nothing is imported)
+    counts its finished passes in ``iteration``, which seeds a seedable sampler's next
+    shuffle, and lists a pass still open in its accelerator's ``gradient_state``;
+    lr_find leaves its last pass open."""
+    saved = [
+        (source, source.iteration, list(source.gradient_state.dataloader_references))
+        for source in sources
+        if isinstance(getattr(source, "iteration", None), int)
+        and hasattr(source, "set_epoch")
+        and hasattr(getattr(source, "gradient_state", None), "dataloader_references")
+    ]
+    try:
+        yield
+    finally:
+        for source, iteration, references in saved:
+            source.set_epoch(iteration)
+            source.gradient_state.dataloader_references = references
 
 
 class BatchTape:
