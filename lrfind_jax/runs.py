@@ -110,14 +110,26 @@ def planned_lrs(plan: RunPlan, one_cycle_options: dict[str, Any] | None = None) 
     peaking at the run's LR."""
     if plan.target != "one_cycle":
         return plan.lrs
-    steps = jnp.arange(plan.num_steps)
-    options = one_cycle_options or {}
-    rows = [
-        np.asarray(jax.vmap(optax.cosine_onecycle_schedule(plan.num_steps, float(peak),
-                                                           **options))(steps), dtype=np.float64)
-        for peak in plan.lrs[:, 0]
-    ]
-    return np.stack(rows)
+    options = tuple(sorted((one_cycle_options or {}).items()))
+    table = _one_cycle_table(plan.num_steps, options)
+    return np.asarray(table(jnp.asarray(plan.lrs[:, 0], jnp.float32)), dtype=np.float64)
+
+
+@functools.lru_cache(maxsize=32)
+def _one_cycle_table(num_steps: int, options: tuple[tuple[str, Any], ...]) -> Any:
+    """A compiled ``peaks [R] -> [R, num_steps]`` table of optax's one-cycle, one row
+    per peak (compiled once per length and options: evaluated op by op, the schedule
+    cost about 50 ms a plan)."""
+    steps = jnp.arange(num_steps)
+
+    def rows(peaks: Any) -> Any:
+        def row(peak: Any) -> Any:
+            schedule = optax.cosine_onecycle_schedule(num_steps, peak, **dict(options))
+            return jax.vmap(schedule)(steps)
+
+        return jax.vmap(row)(peaks)
+
+    return jax.jit(rows)
 
 
 def run_tables(

@@ -249,20 +249,33 @@ def validation_due(spec: SweepSpec, carry: SweepCarry) -> Any:
 
 
 def run_loop(spec: SweepSpec, carry: SweepCarry, inputs: SweepInputs) -> SweepCarry:
-    """Run updates from ``carry.step`` while ``step < inputs.end`` and no stop code."""
+    """Run updates from ``carry.step`` while ``step < inputs.end`` and no stop code.
+
+    With validation, an inner loop runs the updates of one validation period and
+    the point follows it, kept where it is due: under ``jax.vmap`` a conditional on
+    a per-run flag computes both branches, so a point checked after every update
+    would cost a validation pass per update instead of one per period.
+    """
 
     def running(c: SweepCarry) -> Any:
         return jnp.logical_and(c.step < inputs.end, c.code == 0)
 
-    def body(c: SweepCarry) -> SweepCarry:
-        c = run_update(spec, c, inputs)
-        if spec.val_every is None:
-            return c
+    def update(c: SweepCarry) -> SweepCarry:
+        return run_update(spec, c, inputs)
+
+    if spec.val_every is None:
+        return lax.while_loop(running, update, carry)
+
+    def in_period(c: SweepCarry) -> Any:
+        return jnp.logical_and(running(c), jnp.logical_not(validation_due(spec, c)))
+
+    def period(c: SweepCarry) -> SweepCarry:
+        c = lax.while_loop(in_period, update, c)
         return lax.cond(
             validation_due(spec, c), lambda x: validation_point(spec, x, inputs), lambda x: x, c
         )
 
-    return lax.while_loop(running, body, carry)
+    return lax.while_loop(running, period, carry)
 
 
 def guarded_update(spec: SweepSpec, carry: SweepCarry, inputs: SweepInputs) -> tuple[Any, Any]:

@@ -124,6 +124,9 @@ def curve_summary(
             protocol: result.suggest(for_schedule=protocol).lr for protocol in protocols
         },
         "shipped_method": result.settings.method,
+        "spread_decades": None if result.ensemble is None else {
+            method: result.ensemble.spread_decades(method) for method in methods
+        },
         "warnings": result.meta.get("bench_warnings", []),
     }
 
@@ -143,14 +146,14 @@ def search_summary(path: Path, mode: str, training_steps: int, root: Path) -> di
     steps = int(result.meta["steps_trained"])
     lrs = np.asarray(search.lrs, dtype=np.float64)
     last = search.rungs == search.rungs.max()
-    chosen = search.lr
+    chosen = search.measured_lr  # the edge facts are about what was measured
 
     def at(values: np.ndarray, edge: Callable[[np.ndarray], float]) -> bool:
         return chosen is not None and bool(np.isclose(chosen, edge(values), rtol=1e-9))
 
     return {
         "path": shown_path(path, root),
-        "lr": chosen,
+        "lr": search.lr,
         "measured_lr": search.measured_lr,
         "measured_horizon": search.measured_horizon,
         "training_steps": int(search.training_steps),

@@ -211,13 +211,16 @@ def _at_cost_section(results: dict[str, Any]) -> list[str]:
         "`training_steps=T`, `budget_steps=round(f T)` (raised to the library's minimum "
         f"budget, {search.get('minimum_budget', '-')} steps, when below it) and the task's "
         "validation set as `val_data` (batches of 64; the search averages the first 32). "
-        "Its LR is the best LR its last, shortest-of-T runs measured, scaled to T by "
-        "`(h / T) ** c` (lrfind_core/horizon.py); the search rows use `c` fit on the other "
-        "tasks (LOTO, by interpolating the oracle grids: bench/quality/horizon_fit.py; "
-        f"fit per held-out task: {_exponents(search.get('horizon_exponents_loto', {}))}), "
-        "and *search_1, shipped* the LR lrfind returns, with the shipped "
-        f"`c = {search.get('horizon_exponent_shipped', '-')}` (fit on every task: "
-        f"{search.get('horizon_exponent_fit_all_tasks', '-')}; in-sample). "
+        "Its LR is the best LR of its last rung's runs (h steps, at most T), scaled to T by "
+        "`(h / T) ** c` (lrfind_core/horizon.py). The search rows use `c` fit on the other "
+        "tasks by the mean of log(1 + regret) read off the oracle grids (LOTO; "
+        "bench/quality/horizon_fit.py; per held-out task: "
+        f"{_exponents(search.get('horizon_exponents_loto', {}))}; on every task: "
+        f"{search.get('horizon_exponent_fit_all_tasks', '-')}). *search_1, shipped* trains "
+        "the LR lrfind returns, with the shipped "
+        f"`c = {search.get('horizon_exponent_shipped', '-')}`, which was chosen on these same "
+        "tasks (by median regret and share within 10%, on a first run of the search before "
+        "rung 1 was moved by the correction): in-sample. "
         "Methods: " + described + ".",
         "",
     ]
@@ -229,11 +232,59 @@ def _at_cost_section(results: dict[str, Any]) -> list[str]:
     if any(entry["use"].startswith("search") for entry in methods.values()):
         lines += [
             "Where the searches' LRs lie (offset = log10(search LR / the case's oracle-best LR); "
-            "an edge choice is the best candidate itself, at the end of the LRs it ran):",
+            "an edge choice: the measured LR, before the horizon scaling, is the best candidate "
+            "itself, at the end of the LRs it ran):",
             "",
             *search_choice_table(results),
             "",
         ]
+    return lines
+
+
+def _spread(values: list[float], signed: bool = False) -> str:
+    """Median, interquartile range and extremes of ``values`` (decades)."""
+    array = np.asarray(values, dtype=np.float64)
+    low, high = np.percentile(array, [25, 75])
+    form = "{:+.2f}" if signed else "{:.2f}"
+    return (f"median {form.format(np.median(array))} (IQR {form.format(low)} to "
+            f"{form.format(high)}; {form.format(array.min())} to {form.format(array.max())})")
+
+
+def _questions_section(results: dict[str, Any]) -> list[str]:
+    """The range test's three questions, answered from this run's finder results."""
+    finder, rule = results["finder"], results["settings"].get("at_cost_rule", "minimum")
+    entries = [seeds[seed] for seeds in finder.values() for seed in seeds]
+    spreads = [entry["k_sweeps"]["spread_decades"][rule] for entry in entries
+               if "k_sweeps" in entry and entry["k_sweeps"].get("spread_decades")
+               and entry["k_sweeps"]["spread_decades"].get(rule) is not None]
+    shifts = [np.log10(entry["independent"]["suggestions"][rule]
+                       / entry["classic"]["suggestions"][rule])
+              for entry in entries if "independent" in entry and "classic" in entry
+              and entry["independent"]["suggestions"].get(rule)
+              and entry["classic"]["suggestions"].get(rule)]
+    if not spreads and not shifts:
+        return []
+    lines = ["### The range test's questions, measured", ""]
+    if spreads:
+        lines.append(
+            f"- **LR or batch?** Five sweeps of a case from the same start on different "
+            f"batches (`k_sweeps`) put their `{rule}` readings "
+            f"{_spread(spreads)} decades apart (max - min of the five, over "
+            f"{len(spreads)} cases): that much of one curve's reading is batch noise.")
+    if shifts:
+        lines.append(
+            f"- **LR or learning progress?** Runs at each LR from the same start "
+            f"(`independent`) put the `{rule}` reading {_spread(shifts, signed=True)} decades "
+            f"from the classic sweep's (log10 independent / classic, {len(shifts)} cases): "
+            "the classic curve's low point at a high LR also carries what was learned at "
+            "the lower ones.")
+    lines += [
+        "- **Which point is best?** None of the curve's points by itself: the best LR moves "
+        "with the schedule (the oracle table above), with the length of the training (the "
+        "search's horizon correction) and with overfitting, which only a validation loss "
+        "shows. The at-cost table shows what measuring them is worth.",
+        "",
+    ]
     return lines
 
 
@@ -363,6 +414,7 @@ def markdown_section(results: dict[str, Any]) -> str:
     ]
     if results.get("at_cost"):
         lines += _at_cost_section(results)
+    lines += _questions_section(results)
     evaluated = [protocol for protocol in settings["protocols"]
                  if results["evaluation"].get(protocol)]
     for protocol in evaluated:
