@@ -113,7 +113,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--methods", nargs="+", default=[*DEFAULT_METHODS, *rules.CANDIDATES],
         help=f"suggestion methods (registered: {', '.join(available_methods())}, "
-        f"bench candidates: {', '.join(rules.CANDIDATES)})",
+        f"bench candidates: {', '.join([*rules.CANDIDATES, *rules.RESULT_CANDIDATES])})",
     )
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument(
@@ -162,7 +162,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--rerun {sorted(set(args.rerun) - set(args.modes))}: not in --modes")
     if len(args.tasks) < 2:
         parser.error("leave-one-task-out calibration needs at least 2 tasks")
-    unknown = set(args.methods) - set(available_methods())
+    unknown = set(args.methods) - set(available_methods()) - set(rules.RESULT_CANDIDATES)
     if unknown:
         parser.error(f"unknown methods {sorted(unknown)}; known: {available_methods()}")
     return args
@@ -576,7 +576,8 @@ def main(argv: list[str] | None = None) -> int:
             },
             "finder_mode_descriptions": {mode: MODE_DESCRIPTIONS[mode] for mode in args.modes},
             "methods": args.methods,
-            "candidates": [method for method in args.methods if method in rules.CANDIDATES],
+            "candidates": [method for method in args.methods
+                           if method in rules.CANDIDATES or method in rules.RESULT_CANDIDATES],
             "at_cost_rule": RULE,
             "task_groups": {name: [task for task in members if task in args.tasks]
                             for name, members in TASK_GROUPS.items()},

@@ -37,6 +37,7 @@ import numpy as np
 import lrfind_core
 from lrfind_core import LRFindResult
 from lrfind_core.search import minimum_budget
+from quality.rules import RESULT_CANDIDATES
 
 CURVE_MODES: dict[str, dict[str, Any]] = {
     "classic": {},
@@ -118,7 +119,9 @@ def curve_summary(
         "seconds": result.meta.get("wall_time_s"),
         "steps_trained": int(result.meta["steps_trained"]),
         "suggestions": {
-            method: result.suggest(method, for_schedule="curve").lr for method in methods
+            method: (RESULT_CANDIDATES[method](result) if method in RESULT_CANDIDATES
+                     else result.suggest(method, for_schedule="curve").lr)
+            for method in methods
         },
         "shipped": {
             protocol: result.suggest(for_schedule=protocol).lr for protocol in protocols
@@ -126,6 +129,7 @@ def curve_summary(
         "shipped_method": result.settings.method,
         "spread_decades": None if result.ensemble is None else {
             method: result.ensemble.spread_decades(method) for method in methods
+            if method not in RESULT_CANDIDATES
         },
         "warnings": result.meta.get("bench_warnings", []),
     }
