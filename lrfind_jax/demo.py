@@ -32,6 +32,7 @@ from lrfind_core.digits_demo import (
     digits_splits,
     missing_demo_needs,
     run_digits_demo,
+    search_budget,
 )
 from lrfind_core.result import LRFindResult
 from lrfind_jax.flax_adapters import lr_find_nnx
@@ -147,8 +148,8 @@ def main(out_dir: str = "lrfind_demo_out", seed: int = 0, epochs: int = EPOCHS) 
     rng = jax.random.key(seed)
 
     def find(search: bool, plot_path: str) -> LRFindResult:
-        more = {"mode": "search", "val_data": val,
-                "training_steps": training_steps} if search else {}
+        more = {"mode": "search", "val_data": val, "training_steps": training_steps,
+                "budget_steps": search_budget(training_steps)} if search else {}
         return lr_find_nnx(model, ADAMW, train, loss_fn, rng=rng, plot_path=plot_path,
                            options=JaxOptions(progress=False), **more)
 

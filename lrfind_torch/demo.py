@@ -26,6 +26,7 @@ from lrfind_core.digits_demo import (
     digits_splits,
     missing_demo_needs,
     run_digits_demo,
+    search_budget,
 )
 from lrfind_core.result import LRFindResult
 from lrfind_torch import lr_find
@@ -107,8 +108,9 @@ def main(out_dir: str = "lrfind_demo_out", seed: int = 0) -> int:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
 
     def find(search: bool, plot_path: str) -> LRFindResult:
-        more = {"mode": "search", "val_data": val_loader,
-                "training_steps": EPOCHS * len(train_loader)} if search else {}
+        training_steps = EPOCHS * len(train_loader)
+        more = {"mode": "search", "val_data": val_loader, "training_steps": training_steps,
+                "budget_steps": search_budget(training_steps)} if search else {}
         return lr_find(model, optimizer, train_loader, nn.functional.cross_entropy,
                        plot_path=plot_path, **more)
 
