@@ -14,8 +14,9 @@ Flax is imported only when an adapter is called.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,7 +180,6 @@ def lr_find_nnx(
         several curves, curve k > 0 also folds k into the module's own RNG keys.
     """
     from flax import nnx
-    from flax.errors import TraceContextError
 
     if not isinstance(model, nnx.Module):
         raise TypeError(f"model must be a flax nnx.Module, got {type(model).__name__}")
@@ -199,9 +199,18 @@ def lr_find_nnx(
     else:
         val_loss = NnxValidationLoss(eval_graphdef, options.val_loss_fn)
     options = dataclasses.replace(options, train_mode=True, val_loss_fn=val_loss)
-    try:
+    with _explained_rng_errors(call_rngs):
         return lr_find(params, optimizer, train_data, NnxLoss(graphdef, loss_fn, wrt, call_rngs),
                        model_state=rest, rng=rng, options=options, **keywords)
+
+
+@contextlib.contextmanager
+def _explained_rng_errors(call_rngs: bool) -> Iterator[None]:
+    """Flax's errors about RNGs in a traced loss, turned into what to do in lr_find_nnx."""
+    from flax.errors import TraceContextError
+
+    try:
+        yield
     except TraceContextError as error:
         raise ValueError(
             "loss_fn changed an nnx object made outside lr_find (for example an nnx.Rngs it "

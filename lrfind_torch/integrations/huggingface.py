@@ -143,18 +143,9 @@ def lr_find_trainer(
             else f"trainer.create_optimizer() ({type(optimizer).__name__}), discarded after"
         )
         train_data = trainer.get_train_dataloader()
-        facts["planned_steps"] = planned = planned_steps(args, train_data)
-        if run_mode == "search" and training_steps is None and chosen.training_steps is None:
-            if planned is None:
-                raise ValueError(
-                    "mode='search' needs training_steps: the trainer's train dataloader has no "
-                    "length and args.max_steps is not set"
-                )
-            training_steps = planned
-        if val_data is None and run_mode == "search":
-            val_data, facts["val_data"] = eval_batches(trainer)
-        else:
-            facts["val_data"] = None if val_data is None else "val_data"
+        training_steps, val_data = _search_inputs(
+            trainer, train_data, run_mode == "search", training_steps,
+            training_steps is None and chosen.training_steps is None, val_data, facts)
         shape = None
         if run_mode == "search" and assumed == "one_cycle" and schedule in ANNEAL:
             shape = schedule_shape(args, schedule, training_steps or chosen.training_steps)
@@ -173,6 +164,28 @@ def lr_find_trainer(
         notices.append(facts["schedule_note"])
     warn_user(notices)
     return result
+
+
+def _search_inputs(
+    trainer: Any, train_data: Any, searching: bool, training_steps: int | None,
+    no_length: bool, val_data: Any, facts: dict[str, Any],
+) -> tuple[int | None, Any]:
+    """``(training_steps, val_data)``: a search given no length (``no_length``) and no
+    ``val_data`` takes the trainer's own planned length and its eval dataloader; where
+    each came from goes into ``facts``."""
+    facts["planned_steps"] = planned = planned_steps(trainer.args, train_data)
+    if searching and no_length:
+        if planned is None:
+            raise ValueError(
+                "mode='search' needs training_steps: the trainer's train dataloader has no "
+                "length and args.max_steps is not set"
+            )
+        training_steps = planned
+    if val_data is None and searching:
+        val_data, facts["val_data"] = eval_batches(trainer)
+    else:
+        facts["val_data"] = None if val_data is None else "val_data"
+    return training_steps, val_data
 
 
 def check_trainer(trainer: Any) -> None:

@@ -148,22 +148,8 @@ def lr_find_lightning(
     run_mode = mode if mode is not None else chosen.mode
     notices: list[str] = []
     facts: dict[str, Any] = {"package": package}
-    if datamodule is not None:
-        prepare_datamodule(datamodule)
-    train_data, facts["train_data"] = _loader(
-        train_dataloaders, "train_dataloaders", datamodule, module, "train_dataloader", notices
-    )
-    if train_data is None:
-        raise ValueError(
-            "no training data: pass train_dataloaders= or a datamodule, or define the "
-            "module's train_dataloader()"
-        )
-    val_data, facts["val_data"] = None, None
-    if val_dataloaders is not None or run_mode == "search":
-        val_data, facts["val_data"] = _loader(
-            val_dataloaders, "val_dataloaders", datamodule, module, "val_dataloader", notices
-        )
-    facts["val_loss"] = None if val_data is None else "training_step in eval mode, no grad"
+    train_data, val_data = _module_data(module, datamodule, train_dataloaders,
+                                        val_dataloaders, run_mode == "search", facts, notices)
     if optimizer is None:
         optimizer, scheduler = configured_optimizer(module, notices)
         facts["optimizer"] = f"configure_optimizers(): {type(optimizer).__name__}"
@@ -192,6 +178,32 @@ def lr_find_lightning(
     result.meta["lightning"] = facts
     warn_user(notices)
     return result
+
+
+def _module_data(
+    module: Any, datamodule: Any, train_dataloaders: Any, val_dataloaders: Any,
+    searching: bool, facts: dict[str, Any], notices: list[str],
+) -> tuple[Any, Any]:
+    """The training data and the validation data (None unless given or searching),
+    from the loaders given, the datamodule (prepared first) or the module; where
+    each came from goes into ``facts``."""
+    if datamodule is not None:
+        prepare_datamodule(datamodule)
+    train_data, facts["train_data"] = _loader(
+        train_dataloaders, "train_dataloaders", datamodule, module, "train_dataloader", notices
+    )
+    if train_data is None:
+        raise ValueError(
+            "no training data: pass train_dataloaders= or a datamodule, or define the "
+            "module's train_dataloader()"
+        )
+    val_data, facts["val_data"] = None, None
+    if val_dataloaders is not None or searching:
+        val_data, facts["val_data"] = _loader(
+            val_dataloaders, "val_dataloaders", datamodule, module, "val_dataloader", notices
+        )
+    facts["val_loss"] = None if val_data is None else "training_step in eval mode, no grad"
+    return train_data, val_data
 
 
 def check_module(module: Any, optimizer: Any) -> None:
