@@ -13,7 +13,7 @@ from lrfind_core.settings import Settings
 from lrfind_core.shell import call_settings, run_finder
 from lrfind_torch.backend import TorchBackend
 from lrfind_torch.checks import check_loss_options, check_model_and_optimizer
-from lrfind_torch.options import TorchOptions
+from lrfind_torch.options import TorchOptions, checked_options
 from lrfind_torch.step import loss_computation
 
 
@@ -77,7 +77,7 @@ def lr_find(
     Returns:
       An :class:`~lrfind_core.result.LRFindResult`; ``result.lrs`` are group 0's LRs.
     """
-    options = _checked_options(options)
+    options = checked_options(options)
     check_loss_options(loss_fn, step_fn)
     check_model_and_optimizer(model, optimizer)
     if not isinstance(train_data, Iterable) or isinstance(train_data, str | bytes):
@@ -93,16 +93,6 @@ def lr_find(
     loss = loss_computation(model, loss_fn, step_fn)
     backend = TorchBackend(model, optimizer, train_data, loss, val_data, options)
     return run_finder(backend, chosen, has_validation=val_data is not None, plot_path=plot_path)
-
-
-def _checked_options(options: Any) -> TorchOptions:
-    if options is None:
-        return TorchOptions()
-    if not isinstance(options, TorchOptions):
-        raise TypeError(
-            f"options must be lrfind_torch.TorchOptions, got {type(options).__name__}"
-        )
-    return options
 
 
 __all__ = ["lr_find"]

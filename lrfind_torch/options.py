@@ -123,4 +123,15 @@ class TorchOptions:
         return scaler if scaler is not None and scaler.is_enabled() else None
 
 
-__all__ = ["SNAPSHOT_MODES", "TorchOptions"]
+def checked_options(options: Any) -> TorchOptions:
+    """``options``, or the defaults for None; a TypeError for anything else."""
+    if options is None:
+        return TorchOptions()
+    if not isinstance(options, TorchOptions):
+        raise TypeError(
+            f"options must be lrfind_torch.TorchOptions, got {type(options).__name__}"
+        )
+    return options
+
+
+__all__ = ["SNAPSHOT_MODES", "TorchOptions", "checked_options"]

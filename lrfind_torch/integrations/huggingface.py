@@ -32,9 +32,9 @@ import torch
 from lrfind_core.notices import warn_user
 from lrfind_core.result import LRFindResult
 from lrfind_core.settings import Settings, resolve_settings
-from lrfind_torch.finder import _checked_options, lr_find
+from lrfind_torch.finder import lr_find
 from lrfind_torch.integrations import common
-from lrfind_torch.options import TorchOptions
+from lrfind_torch.options import TorchOptions, checked_options
 
 if TYPE_CHECKING:  # the type of **sweep, for type checkers only
     from typing_extensions import Unpack
@@ -117,7 +117,7 @@ def lr_find_trainer(
     """
     check_trainer(trainer)
     common.check_sweep_keywords("lr_find_trainer", sweep)
-    options = _checked_options(options)
+    options = checked_options(options)
     args = trainer.args
     chosen = resolve_settings(settings)
     run_mode = mode if mode is not None else chosen.mode
