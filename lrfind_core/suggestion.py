@@ -131,7 +131,21 @@ def suggest(
         planned // 10 if skip_start is None else check_int("skip_start", skip_start, minimum=0)
     )
     skip_end = check_int("skip_end", skip_end, minimum=0)
+    return read_curve(lrs, losses, method, skip_start, skip_end, arithmetic)
 
+
+def read_curve(
+    lrs: np.ndarray,
+    losses: np.ndarray,
+    method: str,
+    skip_start: int,
+    skip_end: int,
+    arithmetic: str = "lrfind",
+) -> Suggestion:
+    """:func:`suggest` on a curve and arguments already checked (float64 ``lrs`` and
+    ``losses`` as :func:`~lrfind_core.arguments.check_curve` returns them, a
+    registered ``method``, counts >= 0): judging checks a curve once, not once per
+    method."""
     non_finite = np.flatnonzero(~np.isfinite(losses))
     finite_points = int(non_finite[0]) if len(non_finite) else len(losses)
     begin, end = trim_curve(len(losses), finite_points, skip_start=skip_start, skip_end=skip_end)

@@ -81,10 +81,12 @@ def start_runs(
     runs = plan.num_runs
     if runs == 1:  # one run: no run axis on its state
         curve = int(plan.curves[0])
-        params, opt_state = (fresh_copy(params),
-                             opt_state if opt_state_is_new else fresh_copy(opt_state))
-        model_state = (fresh_copy(model_state) if curve == 0
-                       else _folded(model_state, jnp.int32(curve)))
+        copied = (params, None if opt_state_is_new else opt_state,
+                  model_state if curve == 0 else None)
+        params, old_state, model_state = fresh_copy(copied)  # one dispatch for all three
+        opt_state = opt_state if opt_state_is_new else old_state
+        if curve != 0:
+            model_state = _folded(state[2], jnp.int32(curve))
     else:
         curves = jnp.asarray(plan.curves, jnp.int32)
         params, opt_state, model_state = _copies(params, opt_state, model_state, curves,

@@ -105,7 +105,16 @@ class LossRecorder:
         found_inf: torch.Tensor | None = None,
         point: torch.Tensor | None = None,
     ) -> int:
-        """Queue step ``index``; at a sync point, read the queue. Returns steps read."""
+        """Queue step ``index``; at a sync point, read the queue. Returns steps read.
+
+        Read at once, without the queue, where each step is its own sync point and
+        nothing but the loss is read (the CPU default: the fewer Python steps per
+        update, the less the sweep costs over the bare loop)."""
+        if (self.sync_every == 1 and self.group is None and found_inf is None
+                and (point is None or point is loss)):
+            value = loss.item()
+            self._take(index, lr, value, False, None if point is None else value)
+            return 1
         self.queue.append(QueuedStep(index, lr, loss, found_inf, point))
         return self.flush() if len(self.queue) >= self.sync_every else 0
 
@@ -123,30 +132,40 @@ class LossRecorder:
         )
         next_own_value = iter(own_values).__next__
         for position, step in enumerate(queue):
-            self.steps_read += 1
-            self.step_losses.append(losses[position])
-            if flags is not None and self._note_skip(step, losses[position], flags[position]):
-                break
-            if step.point is None:
-                continue
-            value = losses[position] if step.point is step.loss else next_own_value()
-            self.lrs.append(step.lr)
-            self.losses.append(value)
-            self.monitor, _, code = monitor_update(self.monitor, value, self.stop_rule)
-            if code:
-                self.stopped = True
+            loss = losses[position]
+            value = None
+            if step.point is not None:
+                value = loss if step.point is step.loss else next_own_value()
+            if self._take(step.index, step.lr, loss, flags is not None and flags[position],
+                          value):
                 break
         return len(queue)
 
-    def _note_skip(self, step: QueuedStep, loss: float, skipped: bool) -> bool:
-        """Track runs of skipped updates; True when one ends the sweep."""
+    def _take(self, index: int, lr: float, loss: float, skipped: bool,
+              point: float | None) -> bool:
+        """One read step: its loss, the skip rule, its point (if any) and the stop rule.
+        True when the curve ends here."""
+        self.steps_read += 1
+        self.step_losses.append(loss)
+        if skipped and self._note_skip(index, lr, loss):
+            return True
         if not skipped:
             self.consecutive_skips = 0
+        if point is None:
             return False
+        self.lrs.append(lr)
+        self.losses.append(point)
+        self.monitor, _, code = monitor_update(self.monitor, point, self.stop_rule)
+        if code:
+            self.stopped = True
+        return self.stopped
+
+    def _note_skip(self, index: int, lr: float, loss: float) -> bool:
+        """Count a skipped update (step ``index``); True when a run of them ends the sweep."""
         if self.consecutive_skips == 0:
             self.points_before_skips = len(self.losses)
         self.consecutive_skips += 1
-        self.skipped.append({"step": step.index, "lr": step.lr, "loss": loss})
+        self.skipped.append({"step": index, "lr": lr, "loss": loss})
         if self.consecutive_skips < MAX_CONSECUTIVE_SKIPS:
             return False
         self._cut_skip_run(f"GradScaler skipped {MAX_CONSECUTIVE_SKIPS} updates in a row")

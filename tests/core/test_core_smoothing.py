@@ -146,3 +146,26 @@ def test_bad_beta(beta, error, message):
 def test_losses_must_be_one_dimensional():
     with pytest.raises(ValueError, match=re.escape("losses must be a 1-D array, got shape (2, 2)")):
         ewa_smooth([[1.0, 2.0], [3.0, 4.0]])
+
+
+@pytest.mark.parametrize("debias", [True, False])
+@pytest.mark.parametrize("beta", [0.0, 0.5, 0.95, 0.98])
+def test_whole_curve_form_equals_online_form_with_non_finite_losses(beta, debias):
+    # ewa_smooth runs the online steps on plain floats: the same bits, NaN and inf included
+    rng = np.random.default_rng(7)
+    for trial in range(40):
+        losses = rng.standard_normal(60) * 10.0 ** rng.uniform(-3, 3, 60)
+        losses[rng.integers(0, 60)] = [math.nan, math.inf, -math.inf][trial % 3]
+        state, online = ewa_init(), []
+        for loss in losses.tolist():
+            state, smoothed = ewa_update(state, loss, beta=beta, debias=debias)
+            online.append(smoothed)
+        whole = ewa_smooth(losses, beta=beta, debias=debias)
+        assert whole.dtype == np.float64 and whole.shape == losses.shape
+        assert np.array_equal(np.asarray(online, dtype=np.float64), whole, equal_nan=True)
+
+
+def test_empty_curve_smooths_to_an_empty_float64_array():
+    for debias in (True, False):
+        smoothed = ewa_smooth([], beta=0.9, debias=debias)
+        assert smoothed.dtype == np.float64 and smoothed.shape == (0,)

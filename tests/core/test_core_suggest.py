@@ -521,3 +521,21 @@ def test_slide_declines_a_curve_that_only_rises(curve):
     # ... and the rule alone declines it too
     alone = slide(sweep(100)[10:95], np.asarray(curve)[10:95])
     assert alone.lr is None and "rises to the slide point" in alone.reason
+
+
+def test_judging_reads_a_checked_curve_as_suggest_does():
+    # judge_curve checks a curve once and reads every method with read_curve
+    from lrfind_core.judging import judge_curve, suggest_on
+    from lrfind_core.settings import Settings
+    rng = np.random.default_rng(3)
+    lrs = exponential_schedule(1e-6, 1.0, 80)
+    for chosen in (Settings(), Settings(for_schedule="constant", skip_start=3)):
+        for trial in range(20):
+            losses = np.cumsum(rng.standard_normal(80)) + np.linspace(5, 0, 80) ** 2
+            if trial % 4 == 0:
+                losses[60 + trial % 7] = np.inf
+            judgement = judge_curve(lrs, losses, chosen, planned_points=80)
+            for method, got in judgement.suggestions.items():
+                checked_by_suggest = suggest_on(judgement.lrs, judgement.smoothed_losses,
+                                                chosen, 80, method)
+                assert got == checked_by_suggest, method

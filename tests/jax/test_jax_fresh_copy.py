@@ -1,0 +1,42 @@
+"""The runs' start state is copied into new buffers (the program may donate them)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lrfind_jax.sweep import _on_one_device, fresh_copy
+
+
+def _pointers(tree):
+    return [leaf.unsafe_buffer_pointer() for leaf in jax.tree_util.tree_leaves(tree)]
+
+
+def test_compiled_copy_makes_new_buffers_with_the_same_values_and_types():
+    tree = {"w": jnp.arange(12.0).reshape(3, 4), "b": jnp.zeros(4, jnp.bfloat16),
+            "n": jnp.asarray(3), "weak": jnp.asarray(2.0)}  # a weakly typed scalar
+    assert _on_one_device(tree)
+    copied = fresh_copy(tree)
+    assert set(_pointers(copied)).isdisjoint(_pointers(tree))
+    for name, leaf in tree.items():
+        assert copied[name].dtype == leaf.dtype, name
+        assert copied[name].weak_type == leaf.weak_type, name
+        np.testing.assert_array_equal(np.asarray(copied[name]), np.asarray(leaf))
+    # the originals stay valid after the copies are deleted (as a donation would)
+    for leaf in jax.tree_util.tree_leaves(copied):
+        leaf.delete()
+    assert float(tree["w"].sum()) == 66.0
+
+
+def test_trees_with_keys_or_host_values_are_copied_by_transfer():
+    key = jax.random.key(0)
+    tree = {"key": key, "w": jnp.ones(3)}
+    assert not _on_one_device(tree)
+    assert not _on_one_device({"w": np.ones(3)})
+    assert not _on_one_device({})
+    copied = fresh_copy(tree)
+    assert copied["w"].unsafe_buffer_pointer() != tree["w"].unsafe_buffer_pointer()
+    assert jax.random.key_data(copied["key"]).tolist() == jax.random.key_data(key).tolist()
+    host = fresh_copy({"w": np.ones(3, np.float32)})
+    assert isinstance(host["w"], jax.Array) and host["w"].dtype == np.float32

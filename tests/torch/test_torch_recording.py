@@ -1,0 +1,57 @@
+"""The loss recorder reads the same curve whether each step is read at once or queued."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from lrfind_core.monitor import MonitorSettings
+from lrfind_torch.recording import LossRecorder
+
+RULE = MonitorSettings(beta=0.9, debias=True, diverge_factor=4.0)
+
+
+def _record(values: list[float], sync_every: int, points_every: int = 1) -> LossRecorder:
+    recorder = LossRecorder(RULE, sync_every)
+    for index, value in enumerate(values):
+        if recorder.stopped:
+            break
+        loss = torch.tensor(value, dtype=torch.float32)
+        point = loss if (index + 1) % points_every == 0 else None
+        recorder.add(index, 1e-3 * 1.1**index, loss, None, point)
+    recorder.finish()
+    return recorder
+
+
+@pytest.mark.parametrize("points_every", [1, 3])
+@pytest.mark.parametrize(
+    "values",
+    [
+        [3.0, 2.5, 2.0, 1.8, 1.7, 2.0, 4.0, 9.0, 30.0, 100.0, 1.0, 1.0],  # diverges
+        [3.0, 2.0, math.nan, 1.0, 1.0],  # non-finite
+        [2.0, 1.9, 1.8, 1.7],  # runs to the end
+    ],
+)
+def test_immediate_reads_equal_queued_reads(values, points_every):
+    immediate = _record(values, sync_every=1, points_every=points_every)
+    for sync_every in (2, 5):
+        queued = _record(values, sync_every, points_every)
+        assert queued.stopped == immediate.stopped
+        assert queued.lrs == immediate.lrs
+        # the same bits (repr is exact for floats and equal for NaNs)
+        assert repr(queued.losses) == repr(immediate.losses)
+        assert repr(queued.monitor) == repr(immediate.monitor)
+        # the queued recorder may have trained (and read) steps past the stop
+        read = len(immediate.step_losses)
+        assert repr(queued.step_losses[:read]) == repr(immediate.step_losses)
+
+
+def test_immediate_reads_stop_at_the_divergence():
+    recorder = _record([3.0, 2.5, 2.0, 1.8, 1.7, 2.0, 4.0, 9.0, 30.0, 100.0, 1.0], 1)
+    assert recorder.stopped
+    assert recorder.end_reason is None
+    assert len(recorder.step_losses) == len(recorder.losses) == recorder.steps_read
+    assert recorder.losses[-1] in (30.0, 100.0, 9.0)
+    assert len(recorder.losses) < 11
