@@ -38,6 +38,9 @@ from lrfind_torch.recording import LossRecorder
 from lrfind_torch.state import TrainingSnapshot
 from lrfind_torch.step import TrainStep
 
+LR_BLOCK = 256
+"""Steps whose LRs a run turns into Python floats at once."""
+
 
 def default_sync_every(device: torch.device) -> int:
     """Steps between host reads of the losses: 1 on CPU (reads are free), 10 elsewhere."""
@@ -229,7 +232,7 @@ class TorchBackend:
         advance: Callable[[int], Any],
     ) -> None:
         """Run ``run`` of ``plan`` to its end, its stop or the end of the data."""
-        lrs = plan.lrs[run]  # read per step, not as a list: a long plan stays small
+        lrs = plan.lrs[run]
         table = group_learning_rates(lrs, self.base_lrs)
         groups = self.optimizer.param_groups
         scheduler = None
@@ -242,9 +245,14 @@ class TorchBackend:
         recorder = LossRecorder(plan.stop, self.sync_every, self.group)
         end_reason = None
         index = shown = 0
-        while index < plan.num_steps and not recorder.stopped:
+        num_steps = plan.num_steps
+        while index < num_steps and not recorder.stopped:
+            if index % LR_BLOCK == 0:  # Python floats a block at a time: a long plan stays small
+                block_lrs = lrs[index : index + LR_BLOCK].tolist()
+                block_rows = table[index : index + LR_BLOCK].tolist()
+            lr = block_lrs[index % LR_BLOCK]
             if scheduler is None:
-                set_group_lrs(groups, table[index].tolist())
+                set_group_lrs(groups, block_rows[index % LR_BLOCK])
             try:
                 loss, found_inf = step.run()
             except DataExhausted:
@@ -256,7 +264,7 @@ class TorchBackend:
             if validation is not None:
                 point = step.validation_loss(validation) if plan.is_point(index) else None
             index += 1
-            if recorder.add(index - 1, float(lrs[index - 1]), loss, found_inf, point):
+            if recorder.add(index - 1, lr, loss, found_inf, point):
                 advance(index - shown)
                 shown = index
         recorder.finish()

@@ -95,8 +95,8 @@ class BatchTape:
         return self.wrap_from + (position - self.wrap_from) % span
 
     def __next__(self) -> Any:
-        position = self._wrapped(self.position)
-        if position in self.kept:
+        position = self.position if self.data_end is None else self._wrapped(self.position)
+        if self.kept and position in self.kept:
             batch = self.kept[position]
         else:
             try:

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from lrfind_core.monitor import MonitorSettings, monitor_init, monitor_update
+from lrfind_core.monitor import MonitorSettings, host_update, monitor_init
 
 MAX_CONSECUTIVE_SKIPS = 20
 """A GradScaler that skips this many updates in a row ends the sweep."""
@@ -155,7 +155,7 @@ class LossRecorder:
             return False
         self.lrs.append(lr)
         self.losses.append(point)
-        self.monitor, _, code = monitor_update(self.monitor, point, self.stop_rule)
+        self.monitor, code = host_update(self.monitor, point, self.stop_rule)
         if code:
             self.stopped = True
         return self.stopped

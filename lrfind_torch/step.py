@@ -40,7 +40,8 @@ class TrainStep:
 
     def micro_loss(self) -> torch.Tensor:
         """The loss of the next training batch (checked once)."""
-        loss = self.forward_loss(move_to_device(next(self.batches), self.device, self.non_blocking))
+        batch = move_to_device(next(self.batches), self.device, self.non_blocking)
+        loss = self.compute_loss(batch) if self.autocast_dtype is None else self.forward_loss(batch)
         if not self.checked:
             check_loss(loss, self.loss_source)
             self.checked = True

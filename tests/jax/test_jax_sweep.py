@@ -369,13 +369,13 @@ def test_host_check_folds_each_loss_once_and_skips_the_last_call(monkeypatch, pa
     import lrfind_core.monitor
 
     folded = []
-    original = lrfind_core.monitor.monitor_update
+    original = lrfind_core.monitor.host_update
 
-    def counting(state, loss, settings, xp=lrfind_core.monitor.python_scalars):
+    def counting(state, loss, settings):
         folded.append(loss)
-        return original(state, loss, settings, xp)
+        return original(state, loss, settings)
 
-    monkeypatch.setattr(lrfind_core.monitor, "monitor_update", counting)
+    monkeypatch.setattr(lrfind_core.monitor, "host_update", counting)
     quiet = {"start_lr": 1e-5, "end_lr": 1e-3, "num_steps": 40}
     chunked = lr_find(params, ADAM, data, mlp_loss,
                       options=JaxOptions(progress=True, chunk_size=3), **quiet)

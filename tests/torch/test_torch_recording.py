@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -55,3 +56,34 @@ def test_immediate_reads_stop_at_the_divergence():
     assert len(recorder.step_losses) == len(recorder.losses) == recorder.steps_read
     assert recorder.losses[-1] in (30.0, 100.0, 9.0)
     assert len(recorder.losses) < 11
+
+
+def test_a_run_longer_than_an_lr_block_sets_every_planned_lr():
+    # the backend turns LRs into floats LR_BLOCK steps at a time
+    from lrfind_core.schedules import exponential_schedule
+    from lrfind_torch import Settings, TorchOptions, lr_find
+    from lrfind_torch.backend import LR_BLOCK
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    seen: list[list[float]] = []
+
+    class Recording(torch.optim.SGD):
+        def step(self, closure=None):
+            seen.append([group["lr"] for group in self.param_groups])
+            return super().step(closure)
+
+    optimizer = Recording([{"params": [model.weight], "lr": 1.0},
+                           {"params": [model.bias], "lr": 0.5}], lr=1.0)
+    steps = 2 * LR_BLOCK + 7
+    data = [(torch.randn(4, 3), torch.randn(4, 1)) for _ in range(8)]
+    result = lr_find(model, optimizer, data, torch.nn.functional.mse_loss, num_steps=steps,
+                     start_lr=1e-9, end_lr=1e-6, settings=Settings(diverge_factor=1e12),
+                     options=TorchOptions(progress=False))
+    planned = exponential_schedule(1e-9, 1e-6, steps)
+    applied = planned.astype(np.float32).astype(np.float64)  # LRs are applied in float32
+    assert len(seen) == steps
+    assert [row[0] for row in seen] == applied.tolist()
+    assert [row[1] for row in seen] == (planned * 0.5).astype(np.float32).astype(float).tolist()
+    assert result.lrs.tolist() == planned.tolist()
+    assert [group["lr"] for group in optimizer.param_groups] == [1.0, 0.5]
