@@ -77,9 +77,10 @@ def test_a_run_longer_than_an_lr_block_sets_every_planned_lr():
                            {"params": [model.bias], "lr": 0.5}], lr=1.0)
     steps = 2 * LR_BLOCK + 7
     data = [(torch.randn(4, 3), torch.randn(4, 1)) for _ in range(8)]
-    result = lr_find(model, optimizer, data, torch.nn.functional.mse_loss, num_steps=steps,
-                     start_lr=1e-9, end_lr=1e-6, settings=Settings(diverge_factor=1e12),
-                     options=TorchOptions(progress=False))
+    with pytest.warns(UserWarning, match="cycling through it again"):
+        result = lr_find(model, optimizer, data, torch.nn.functional.mse_loss, num_steps=steps,
+                         start_lr=1e-9, end_lr=1e-6, settings=Settings(diverge_factor=1e12),
+                         options=TorchOptions(progress=False))
     planned = exponential_schedule(1e-9, 1e-6, steps)
     applied = planned.astype(np.float32).astype(np.float64)  # LRs are applied in float32
     assert len(seen) == steps
