@@ -8,7 +8,8 @@ same keys in both backends, the notices as warnings and the plot.
 
 A backend provides (as optax composes ``init``/``update``):
 
-* ``name``, ``versions()`` and ``device()``: facts for ``result.meta``;
+* ``name``, ``versions()`` and ``devices()`` (the names of the devices the runs use,
+  ``cpu`` or ``cuda:0``): facts for ``result.meta``;
 * ``session(notices)``: a context manager around every run of the call (torch
   snapshots the training state on entry and restores it on exit, error or not);
 * ``run(plan, notices) -> RunRecord``: make the planned runs, each from the
@@ -53,7 +54,7 @@ class Backend(Protocol):
 
     def versions(self) -> dict[str, str]: ...
 
-    def device(self) -> str: ...
+    def devices(self) -> list[str]: ...
 
     def session(self, notices: list[str]) -> contextlib.AbstractContextManager[Any]: ...
 
@@ -83,6 +84,12 @@ def call_settings(settings: Settings | str | None, **keywords: Any) -> Settings:
                 f"budget); mode={chosen.mode!r} does not use it"
             )
     return chosen
+
+
+def device_kind(devices: list[str]) -> str:
+    """The kind of the devices named (``cpu``, ``cuda``), the same in both backends:
+    each name up to its ``:``, each kind once, comma-separated."""
+    return ", ".join(dict.fromkeys(name.split(":")[0] for name in devices))
 
 
 def check_plot_path(plot_path: Any) -> None:
@@ -164,7 +171,8 @@ def run_finder(
     meta = {
         "backend": backend.name,
         "versions": backend.versions(),
-        "device": backend.device(),
+        "device": device_kind(devices := backend.devices()),
+        "devices": devices,
         "mode": settings.mode,
         "num_sweeps": settings.num_sweeps,
         "accumulation_steps": settings.accumulation_steps,

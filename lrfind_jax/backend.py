@@ -71,12 +71,12 @@ class JaxModel:
     val_loss_fn: Callable[..., Any] | None
 
 
-def _device_of(tree: Any) -> str:
+def _devices_of(tree: Any) -> list[str]:
     for leaf in jax.tree_util.tree_leaves(tree):
         devices = getattr(leaf, "devices", None)
         if devices is not None:
-            return ", ".join(sorted(str(device) for device in devices()))
-    return str(jax.devices()[0])
+            return sorted(str(device) for device in devices())
+    return [str(jax.devices()[0])]
 
 
 class JaxBackend:
@@ -94,8 +94,8 @@ class JaxBackend:
     def versions(self) -> dict[str, str]:
         return package_versions(("jax", "jaxlib", "optax", "flax", "numpy"))
 
-    def device(self) -> str:
-        return _device_of(self.model.params)
+    def devices(self) -> list[str]:
+        return _devices_of(self.model.params)
 
     @contextlib.contextmanager
     def session(self, notices: list[str]) -> Iterator[None]:

@@ -96,8 +96,11 @@ class TorchBackend:
     def versions(self) -> dict[str, str]:
         return package_versions(("torch", "numpy"))
 
-    def device(self) -> str:
-        return self.target.type
+    def devices(self) -> list[str]:
+        target = self.target
+        if target.type == "cuda" and target.index is None:
+            return [f"cuda:{torch.cuda.current_device()}"]
+        return [str(target)]
 
     @contextlib.contextmanager
     def session(self, notices: list[str]) -> Iterator[None]:

@@ -46,8 +46,8 @@ class FormulaBackend:
     def versions(self) -> dict[str, str]:
         return {}
 
-    def device(self) -> str:
-        return "formula"
+    def devices(self) -> list[str]:
+        return ["formula"]
 
     @contextlib.contextmanager
     def session(self, notices: list[str]) -> Iterator[None]:

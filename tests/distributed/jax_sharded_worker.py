@@ -101,6 +101,8 @@ def sweep(params: dict, batches: tuple) -> dict:
         "losses": result.losses.tolist(),
         "stop_step": result.stop_step,
         "shardings": compiled_shardings(),
+        "device": result.meta["device"],
+        "devices": result.meta["devices"],
     }
 
 

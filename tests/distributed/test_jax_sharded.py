@@ -46,6 +46,12 @@ def test_the_compiled_sweep_keeps_the_users_shardings(report):
     assert report["single"]["shardings"]["w1"] == "single device"
 
 
+def test_meta_names_every_device_of_the_params(report):
+    assert report["single"]["device"] == report["model_parallel"]["device"] == "cpu"
+    assert report["single"]["devices"] == ["cpu:0"]
+    assert report["model_parallel"]["devices"] == ["cpu:0", "cpu:1", "cpu:2", "cpu:3"]
+
+
 def test_the_users_sharded_params_are_untouched(report):
     assert report["params_unchanged"] is True
     assert report["params_sharding_kept"] == "P()"

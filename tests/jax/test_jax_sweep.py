@@ -90,7 +90,7 @@ def test_meta_records_times_versions_and_mode(single):
     assert meta["backend"] == "jax" and meta["loop"] == "single"
     assert meta["chunk_size"] == STEPS and meta["data"] == "stacked"
     assert {"jax", "jaxlib", "optax", "numpy", "lrfind"} <= set(meta["versions"])
-    assert meta["device"].lower().startswith("cpu")
+    assert meta["device"] == "cpu" and meta["devices"] == ["cpu:0"]
     assert meta["run_time_s"] > 0 and meta["wall_time_s"] >= meta["run_time_s"]
     assert meta["compile_time_s"] >= 0
     assert meta["lr_groups"] == [

@@ -127,9 +127,9 @@ def test_searches_measure_the_same_candidates_and_choose_the_same_lr(case: Case)
 
 
 SHARED_META = {
-    "backend", "versions", "device", "mode", "num_sweeps", "accumulation_steps", "loss_kind",
-    "val_every", "runs", "steps_trained", "end_reasons", "skipped_steps", "run_time_s",
-    "wall_time_s",
+    "backend", "versions", "device", "devices", "mode", "num_sweeps", "accumulation_steps",
+    "loss_kind", "val_every", "runs", "steps_trained", "end_reasons", "skipped_steps",
+    "run_time_s", "wall_time_s",
 }
 TORCH_META = {
     "world_size", "sync_every", "autocast_dtype", "snapshot", "train_mode", "snapshot_time_s",
@@ -156,6 +156,7 @@ def test_both_backends_record_the_same_meta_keys(case: Case) -> None:
               for result in (torch_result, jax_result)]
     assert shared[0] == shared[1]
     assert (torch_result.meta["backend"], jax_result.meta["backend"]) == ("torch", "jax")
+    assert torch_result.meta["device"] == jax_result.meta["device"] == "cpu"
     for key in FACTS:
         assert torch_result.meta[key] == jax_result.meta[key], key
     assert torch_result.meta["versions"]["lrfind"] == jax_result.meta["versions"]["lrfind"]

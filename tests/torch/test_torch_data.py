@@ -424,7 +424,7 @@ def test_default_sync_every_on_cpu_is_one() -> None:
     model, optimizer = mlp_setup()
     result = lr_find(model, optimizer, batches(12), loss_fn=cross_entropy, **SWEEP)
     assert result.meta["sync_every"] == 1
-    assert result.meta["device"] == "cpu"
+    assert result.meta["device"] == "cpu" and result.meta["devices"] == ["cpu"]
     assert result.meta["backend"] == "torch"
 
 
@@ -432,7 +432,7 @@ def test_meta_holds_the_shared_and_the_torch_keys() -> None:
     model, optimizer = mlp_setup()
     result = lr_find(model, optimizer, batches(12), loss_fn=cross_entropy, **SWEEP)
     shared = {
-        "backend", "versions", "device", "mode", "num_sweeps", "accumulation_steps",
+        "backend", "versions", "device", "devices", "mode", "num_sweeps", "accumulation_steps",
         "loss_kind", "val_every", "runs", "steps_trained", "end_reasons", "skipped_steps",
         "run_time_s", "wall_time_s",
     }
