@@ -23,7 +23,12 @@ from lrfind_core.plan import RunPlan, RunRecord, curve_finished
 from lrfind_core.progress import ProgressBar
 from lrfind_core.schedules import group_learning_rates
 from lrfind_core.versions import package_versions
-from lrfind_torch.batches import BatchTape, kept_loader_positions, move_to_device
+from lrfind_torch.batches import (
+    BatchTape,
+    kept_loader_generators,
+    kept_loader_positions,
+    move_to_device,
+)
 from lrfind_torch.checks import check_device
 from lrfind_torch.distributed import (
     active_group,
@@ -121,7 +126,8 @@ class TorchBackend:
         self._tape, self._validation, self._runs_made = None, {}, 0
         self._bar = ProgressBar(self.options.progress and self.is_main_process)
         try:
-            with kept_loader_positions((self.train_data, self.val_data)):
+            loaders = (self.train_data, self.val_data)
+            with kept_loader_positions(loaders), kept_loader_generators(loaders):
                 yield
         except Exception as error:
             if self.group is not None and is_collective_failure(error):

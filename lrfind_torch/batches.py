@@ -49,6 +49,33 @@ def kept_loader_positions(sources: Iterable[Any]) -> Iterator[None]:
             source.gradient_state.dataloader_references = references
 
 
+def loader_generators(sources: Iterable[Any]) -> list[torch.Generator]:
+    """The ``torch.Generator`` objects the loaders among ``sources`` draw from (each
+    once): a DataLoader's ``generator=`` and its sampler's or batch sampler's, which
+    shuffling and worker seeds advance."""
+    found: dict[int, torch.Generator] = {}
+    for source in sources:
+        sampler = getattr(source, "sampler", None)
+        batch_sampler = getattr(source, "batch_sampler", None)
+        for owner in (source, sampler, batch_sampler, getattr(batch_sampler, "sampler", None)):
+            generator = getattr(owner, "generator", None)
+            if isinstance(generator, torch.Generator):
+                found.setdefault(id(generator), generator)
+    return list(found.values())
+
+
+@contextlib.contextmanager
+def kept_loader_generators(sources: Iterable[Any]) -> Iterator[None]:
+    """Put back the state of every generator the loaders among ``sources`` own, once
+    lr_find has drawn batches (and so shuffles) from them."""
+    saved = [(generator, generator.get_state()) for generator in loader_generators(sources)]
+    try:
+        yield
+    finally:
+        for generator, state in saved:
+            generator.set_state(state)
+
+
 class BatchTape:
     """Micro-batches by position in the user's stream, for runs that start at a block.
 

@@ -378,3 +378,46 @@ def test_restore_also_rejects_objects_without_state_dict() -> None:
             options=TorchOptions(progress=False, restore_also=[object()]), **RANGE,
         )
     assert_restored(before, setup.model, setup.optimizer)
+
+
+def _shuffled_loader(generator: torch.Generator, sampler_generator: bool = False) -> Any:
+    from torch.utils.data import DataLoader, RandomSampler, TensorDataset
+
+    fixed = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(40, 4, generator=fixed),
+                         torch.randint(0, 3, (40,), generator=fixed))
+    if sampler_generator:  # the generator lives in the user's own sampler
+        return DataLoader(data, batch_size=8, sampler=RandomSampler(data, generator=generator))
+    return DataLoader(data, batch_size=8, shuffle=True, generator=generator)
+
+
+@pytest.mark.parametrize("sampler_generator", [False, True])
+@pytest.mark.parametrize("fail", [False, True])
+def test_a_loaders_own_generator_is_put_back(sampler_generator: bool, fail: bool) -> None:
+    # lr_find reads several shuffled passes; the user's next epoch must not see them
+    generator = torch.Generator().manual_seed(3)
+    loader = _shuffled_loader(generator, sampler_generator)
+    before = generator.get_state()
+    expected_order = [batch[1].tolist() for batch in _shuffled_loader(
+        torch.Generator().manual_seed(3), sampler_generator)]
+    model = nn.Sequential(nn.Linear(4, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    calls = []
+
+    def loss_fn(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        if fail and len(calls) == 12:
+            raise RuntimeError("boom in the twelfth step")
+        return nn.functional.cross_entropy(output, target)
+
+    if fail:
+        with pytest.raises(RuntimeError, match="boom in the twelfth step"):
+            lr_find(model, optimizer, loader, loss_fn, num_steps=20,
+                    options=TorchOptions(progress=False))
+    else:
+        with pytest.warns(UserWarning):
+            lr_find(model, optimizer, loader, loss_fn, num_steps=20,
+                    options=TorchOptions(progress=False))
+    assert len(calls) >= 12  # more than two passes of 5 batches were drawn
+    assert torch.equal(generator.get_state(), before)
+    assert [batch[1].tolist() for batch in loader] == expected_order
