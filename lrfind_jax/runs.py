@@ -83,8 +83,8 @@ def start_runs(
         curve = int(plan.curves[0])
         copied = (params, None if opt_state_is_new else opt_state,
                   model_state if curve == 0 else None)
-        params, old_state, model_state = fresh_copy(copied)  # one dispatch for all three
-        opt_state = opt_state if opt_state_is_new else old_state
+        params, opt_state_copy, model_state = fresh_copy(copied)  # one dispatch for all
+        opt_state = opt_state if opt_state_is_new else opt_state_copy
         if curve != 0:
             model_state = _folded(state[2], jnp.int32(curve))
     else:
