@@ -61,7 +61,8 @@ def _copy_back(original: Any, saved: Any) -> Any:
     return copy.deepcopy(saved)
 
 
-def _rng_states() -> dict[str, Any]:
+def rng_states() -> dict[str, Any]:
+    """The torch, Python and numpy RNG states (and CUDA's and MPS's where in use)."""
     states: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "python": random.getstate(),
@@ -75,7 +76,8 @@ def _rng_states() -> dict[str, Any]:
     return states
 
 
-def _set_rng_states(states: dict[str, Any]) -> None:
+def set_rng_states(states: dict[str, Any]) -> None:
+    """Put back RNG states :func:`rng_states` returned."""
     torch.set_rng_state(states["torch"])
     random.setstate(states["python"])
     np.random.set_state(states["numpy"])  # noqa: NPY002
@@ -218,7 +220,7 @@ class TrainingSnapshot:
             values["scaler"] = _cpu_copy(dict(vars(grad_scaler)))
             self._scaler_objects = dict(vars(grad_scaler))
         values["extras"] = [self._extra_state(extra) for extra in self._extras]
-        values["rng"] = _rng_states()
+        values["rng"] = rng_states()
         if mode == "disk":
             handle, self._path = tempfile.mkstemp(prefix="lrfind-", suffix=".pt", dir=directory)
             os.close(handle)
@@ -256,7 +258,7 @@ class TrainingSnapshot:
                 scaler_vars[key] = _copy_back(self._scaler_objects.get(key), saved)
         for extra, state in zip(self._extras, values["extras"], strict=True):
             extra.load_state_dict(copy.deepcopy(state))
-        _set_rng_states(values["rng"])
+        set_rng_states(values["rng"])
 
     def close(self) -> None:
         """Delete the temporary file of a disk snapshot (safe to call twice)."""

@@ -125,9 +125,7 @@ def lr_find_trainer(
     configured, why = SCHEDULES.get(schedule, UNKNOWN_SCHEDULE)
     assumed, from_trainer = common.suggestion_schedule(for_schedule, chosen, configured)
     approximate = why if from_trainer else None
-    trainer_accumulation = max(int(getattr(args, "gradient_accumulation_steps", 1) or 1), 1)
-    if chosen.accumulation_steps == 1 and trainer_accumulation > 1:
-        chosen = dataclasses.replace(chosen, accumulation_steps=trainer_accumulation)
+    chosen = _with_trainer_accumulation(chosen, args)
     facts: dict[str, Any] = {
         "lr_scheduler_type": schedule,
         "for_schedule": assumed,
@@ -136,12 +134,7 @@ def lr_find_trainer(
     }
     notices: list[str] = []
     with restored_trainer(trainer):
-        had_optimizer = getattr(trainer, "optimizer", None) is not None
-        optimizer = trainer.create_optimizer()
-        facts["optimizer"] = (
-            f"trainer.optimizer ({type(optimizer).__name__})" if had_optimizer
-            else f"trainer.create_optimizer() ({type(optimizer).__name__}), discarded after"
-        )
+        optimizer, facts["optimizer"] = _trainer_optimizer(trainer)
         train_data = trainer.get_train_dataloader()
         training_steps, val_data = _search_inputs(
             trainer, train_data, run_mode == "search", training_steps,
@@ -164,6 +157,25 @@ def lr_find_trainer(
         notices.append(facts["schedule_note"])
     warn_user(notices)
     return result
+
+
+def _with_trainer_accumulation(chosen: Settings, args: Any) -> Settings:
+    """``chosen`` with the trainer's gradient accumulation where the settings keep 1."""
+    accumulation = max(int(getattr(args, "gradient_accumulation_steps", 1) or 1), 1)
+    if chosen.accumulation_steps == 1 and accumulation > 1:
+        return dataclasses.replace(chosen, accumulation_steps=accumulation)
+    return chosen
+
+
+def _trainer_optimizer(trainer: Any) -> tuple[torch.optim.Optimizer, str]:
+    """The trainer's optimizer (made by ``create_optimizer()`` if it has none; the
+    restored trainer discards it after) and where it came from."""
+    had_optimizer = getattr(trainer, "optimizer", None) is not None
+    optimizer = trainer.create_optimizer()
+    name = type(optimizer).__name__
+    if had_optimizer:
+        return optimizer, f"trainer.optimizer ({name})"
+    return optimizer, f"trainer.create_optimizer() ({name}), discarded after"
 
 
 def _search_inputs(

@@ -49,7 +49,7 @@ from lrfind_core.settings import Settings, resolve_settings
 from lrfind_torch.finder import lr_find
 from lrfind_torch.integrations import common
 from lrfind_torch.options import TorchOptions
-from lrfind_torch.state import _rng_states, _set_rng_states
+from lrfind_torch.state import rng_states, set_rng_states
 
 if TYPE_CHECKING:  # the type of **sweep, for type checkers only
     from typing_extensions import Unpack
@@ -137,27 +137,15 @@ def lr_find_lightning(
     package = lightning_package(module)
     check_module(module, optimizer)
     common.check_sweep_keywords("lr_find_lightning", sweep)
-    if datamodule is not None:
-        lightning_package(datamodule, "LightningDataModule")
-        if train_dataloaders is not None or val_dataloaders is not None:
-            raise ValueError(
-                "pass a datamodule or train_dataloaders/val_dataloaders, not both (as "
-                "Trainer.fit)"
-            )
+    _check_data_arguments(datamodule, train_dataloaders, val_dataloaders)
     chosen = resolve_settings(settings)
     run_mode = mode if mode is not None else chosen.mode
     notices: list[str] = []
     facts: dict[str, Any] = {"package": package}
     train_data, val_data = _module_data(module, datamodule, train_dataloaders,
                                         val_dataloaders, run_mode == "search", facts, notices)
-    if optimizer is None:
-        optimizer, scheduler = configured_optimizer(module, notices)
-        facts["optimizer"] = f"configure_optimizers(): {type(optimizer).__name__}"
-        facts["scheduler"] = None if scheduler is None else type(scheduler).__name__
-        configured, why = module_schedule(scheduler)
-    else:  # the schedule it trains under is unknown: the settings' for_schedule
-        facts["optimizer"], facts["scheduler"] = f"optimizer= ({type(optimizer).__name__})", None
-        configured, why = chosen.for_schedule, None
+    optimizer, configured, why = _optimizer_and_schedule(module, optimizer, chosen, facts,
+                                                         notices)
     assumed, from_module = common.suggestion_schedule(for_schedule, chosen, configured)
     approximate = why if from_module else None
     facts["for_schedule"], facts["schedule_exact"] = assumed, approximate is None
@@ -178,6 +166,33 @@ def lr_find_lightning(
     result.meta["lightning"] = facts
     warn_user(notices)
     return result
+
+
+def _check_data_arguments(datamodule: Any, train_dataloaders: Any,
+                          val_dataloaders: Any) -> None:
+    """A datamodule, or dataloaders, as ``Trainer.fit`` takes them."""
+    if datamodule is None:
+        return
+    lightning_package(datamodule, "LightningDataModule")
+    if train_dataloaders is not None or val_dataloaders is not None:
+        raise ValueError(
+            "pass a datamodule or train_dataloaders/val_dataloaders, not both (as Trainer.fit)"
+        )
+
+
+def _optimizer_and_schedule(
+    module: Any, optimizer: Any, chosen: Settings, facts: dict[str, Any], notices: list[str]
+) -> tuple[torch.optim.Optimizer, str, str | None]:
+    """The optimizer to sweep and the schedule it trains under, ``(optimizer, schedule,
+    why it is approximate or None)``: ``configure_optimizers()``'s and its scheduler's,
+    or ``optimizer=``, whose schedule is unknown (the settings' ``for_schedule``)."""
+    if optimizer is None:
+        optimizer, scheduler = configured_optimizer(module, notices)
+        facts["optimizer"] = f"configure_optimizers(): {type(optimizer).__name__}"
+        facts["scheduler"] = None if scheduler is None else type(scheduler).__name__
+        return (optimizer, *module_schedule(scheduler))
+    facts["optimizer"], facts["scheduler"] = f"optimizer= ({type(optimizer).__name__})", None
+    return optimizer, chosen.for_schedule, None
 
 
 def _module_data(
@@ -252,12 +267,12 @@ def overrides(value: Any, name: str) -> bool:
 def prepare_datamodule(datamodule: Any) -> None:
     """``prepare_data()`` and ``setup("fit")``, as a Trainer's fit calls them; the RNGs
     are put back afterwards (a ``random_split`` draws from them)."""
-    states = _rng_states()
+    states = rng_states()
     try:
         datamodule.prepare_data()
         datamodule.setup(stage="fit")
     finally:
-        _set_rng_states(states)
+        set_rng_states(states)
 
 
 def _loader(
