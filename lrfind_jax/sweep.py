@@ -409,6 +409,9 @@ def per_step_runner(
     """
 
     def run(carry: SweepCarry, inputs: SweepInputs) -> SweepCarry:
+        # host arrays (LR tables, offsets, ends) go to the device once, not every update
+        inputs = jax.tree_util.tree_map(
+            lambda leaf: jnp.asarray(leaf) if isinstance(leaf, np.ndarray) else leaf, inputs)
         steps = np.asarray(jax.device_get(carry.step))
         first, last = int(np.min(steps)), int(np.max(np.asarray(inputs.end)))
         aligned = bool(np.all(steps == steps[0]))
