@@ -93,11 +93,17 @@ def device_kind(devices: list[str]) -> str:
 
 
 def check_plot_path(plot_path: Any) -> None:
-    """``plot_path`` is None or a file path in a folder that exists (checked before any work)."""
+    """``plot_path`` is None or a file path (not a folder) in a folder that exists
+    (checked before any work)."""
     if plot_path is None:
         return
     if not isinstance(plot_path, str | os.PathLike):
         raise TypeError(f"plot_path must be a file path, got {type(plot_path).__name__}")
+    if os.path.isdir(plot_path):
+        raise ValueError(
+            f"plot_path {os.fspath(plot_path)!r} is a folder; give a file path in it, "
+            "e.g. its 'lr_find.png'"
+        )
     folder = os.path.dirname(os.path.abspath(os.fspath(plot_path)))
     if not os.path.isdir(folder):
         raise ValueError(

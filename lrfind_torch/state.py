@@ -3,7 +3,9 @@
 A :class:`TrainingSnapshot` records, before the sweep:
 
 * every parameter and buffer tensor of the model (the objects and a CPU copy of
-  their values), each submodule's ``training`` flag and each parameter's ``.grad``;
+  their values), the entries of each submodule's parameter and buffer dicts (a
+  buffer registered as ``None`` stays ``None``), each submodule's ``training``
+  flag, and each parameter's ``.grad`` and ``requires_grad``;
 * the optimizer's per-parameter state (objects and CPU copies), its param groups
   (``lr`` and ``initial_lr`` included) and its plain attributes (for example the
   ``_opt_called`` flag an LR scheduler uses);
@@ -89,42 +91,51 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 @dataclass
 class _ModuleRecord:
-    """Live references to a module's tensors, grads and training flags."""
+    """Live references to a module's tensors, grads, ``requires_grad`` and training
+    flags, and the entries of its parameter and buffer dicts (``None`` included)."""
 
-    tensors: list[tuple[dict[str, Any], str, torch.Tensor]] = field(default_factory=list)
+    containers: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+    tensors: list[torch.Tensor] = field(default_factory=list)
     training: list[tuple[torch.nn.Module, bool]] = field(default_factory=list)
-    grads: list[tuple[torch.Tensor, torch.Tensor | None]] = field(default_factory=list)
+    grads: list[tuple[torch.Tensor, torch.Tensor | None, bool]] = field(default_factory=list)
 
     @classmethod
     def capture(cls, module: torch.nn.Module, values: dict[str, Any]) -> _ModuleRecord:
         """Record ``module``; CPU copies go into ``values["tensors"]``/``values["grads"]``."""
         record = cls()
-        seen_grads: set[int] = set()
+        seen: set[int] = set()
         for submodule in module.modules():
             record.training.append((submodule, submodule.training))
             for container in (submodule._parameters, submodule._buffers):
-                for name, tensor in container.items():
-                    if tensor is None:
+                record.containers.append((container, dict(container)))
+                for tensor in container.values():
+                    if tensor is None or id(tensor) in seen:
                         continue
+                    seen.add(id(tensor))
                     key = str(id(tensor))
-                    record.tensors.append((container, name, tensor))
-                    values["tensors"].setdefault(key, tensor.detach().to("cpu", copy=True))
-                    if isinstance(tensor, torch.nn.Parameter) and id(tensor) not in seen_grads:
-                        seen_grads.add(id(tensor))
-                        record.grads.append((tensor, tensor.grad))
+                    record.tensors.append(tensor)
+                    if key not in values["tensors"]:  # a tensor of an earlier module
+                        values["tensors"][key] = tensor.detach().to("cpu", copy=True)
+                    if isinstance(tensor, torch.nn.Parameter):
+                        record.grads.append((tensor, tensor.grad, tensor.requires_grad))
                         if tensor.grad is not None:
                             values["grads"][key] = tensor.grad.detach().to("cpu", copy=True)
         return record
 
     def restore(self, values: dict[str, Any]) -> None:
-        """Put the original tensor objects back and copy the saved values into them."""
-        for container, name, tensor in self.tensors:
-            container[name] = tensor
+        """Put the original entries back (the same tensor objects, ``None`` where it was
+        ``None``, none added), copy the saved values into them, and put back the
+        grads, ``requires_grad`` flags and training flags."""
+        for container, entries in self.containers:
+            container.clear()
+            container.update(entries)
+        for tensor in self.tensors:
             with torch.no_grad():
                 tensor.copy_(values["tensors"][str(id(tensor))])
         for module, training in self.training:
             module.training = training
-        for param, grad in self.grads:
+        for param, grad, requires_grad in self.grads:
+            param.requires_grad_(requires_grad)
             saved = values["grads"].get(str(id(param)))
             param.grad = None if grad is None else _copy_back(grad, saved)
 

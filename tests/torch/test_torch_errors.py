@@ -259,6 +259,10 @@ def test_plot_path_in_a_missing_folder_is_rejected_before_any_step(
         plot_path=tmp_path / "missing" / "lr_find.png",
     )
     assert calls == []
+    expect_error(setup, ValueError, "plot_path .*is a folder; give a file path in it",
+                 loss_fn=counting_loss, plot_path=tmp_path)
+    assert calls == []
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_device_mismatch(setup: Setup) -> None:

@@ -11,6 +11,8 @@ import pytest
 import torch
 from torch import nn
 from torch_helpers import (
+    FEATURES,
+    NUM_CLASSES,
     Setup,
     assert_models_equal,
     assert_restored,
@@ -421,3 +423,59 @@ def test_a_loaders_own_generator_is_put_back(sampler_generator: bool, fail: bool
     assert len(calls) >= 12  # more than two passes of 5 batches were drawn
     assert torch.equal(generator.get_state(), before)
     assert [batch[1].tolist() for batch in loader] == expected_order
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_requires_grad_flags_a_step_fn_toggles_are_put_back(fail: bool) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(FEATURES, 8), nn.ReLU(), nn.Linear(8, NUM_CLASSES))
+    model[2].bias.requires_grad_(False)  # frozen by the user: must stay frozen
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    data = batches(16)
+    before = [p.requires_grad for p in model.parameters()]
+    calls = []
+
+    def step_fn(module: nn.Module, batch: Any) -> torch.Tensor:
+        calls.append(1)
+        for param in module.parameters():  # a GAN-style phase toggles the flags
+            param.requires_grad_(not param.requires_grad)
+        if fail and len(calls) == 3:
+            raise Boom("phase failed")
+        for param in module[0].parameters():
+            param.requires_grad_(True)
+        inputs, target = batch
+        return cross_entropy(module(inputs), target)
+
+    if fail:
+        with pytest.raises(Boom, match="phase failed"):
+            lr_find(model, optimizer, data, step_fn=step_fn, **SWEEP)
+    else:
+        lr_find(model, optimizer, data, step_fn=step_fn, **SWEEP)
+    assert [p.requires_grad for p in model.parameters()] == before
+
+
+class LazyStatistics(nn.Module):
+    """A buffer registered as None and filled on the first forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(FEATURES, NUM_CLASSES)
+        self.register_buffer("input_mean", None)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        mean = inputs.mean(0).detach()
+        self.input_mean = mean if self.input_mean is None else 0.9 * self.input_mean + 0.1 * mean
+        return self.linear(inputs)
+
+
+def test_a_buffer_registered_as_none_is_none_again_and_no_entry_is_added() -> None:
+    torch.manual_seed(0)
+    model = LazyStatistics()
+    model.register_buffer("scale", torch.ones(NUM_CLASSES))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    keys, scale = list(model.state_dict()), model.scale
+    lr_find(model, optimizer, batches(16), cross_entropy, **SWEEP)
+    assert model.input_mean is None
+    assert list(model._buffers) == ["input_mean", "scale"]
+    assert list(model.state_dict()) == keys
+    assert model.scale is scale and torch.equal(scale, torch.ones(NUM_CLASSES))
