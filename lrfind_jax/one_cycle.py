@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import optax
 
 from lrfind_core.arguments import check_int
@@ -26,3 +29,29 @@ def one_cycle_schedule(
     return optax.cosine_onecycle_schedule(
         transition_steps=total_steps, peak_value=detail.lr, **kwargs
     )
+
+
+PROBE_STEPS = 1000
+
+
+def check_one_cycle_keywords(options: dict[str, Any]) -> None:
+    """``options`` build an ``optax.cosine_onecycle_schedule`` that reaches its peak and
+    stays finite and >= 0 (probed over :data:`PROBE_STEPS` steps on the host, before
+    any run): a TypeError or ValueError that names them otherwise."""
+    if not options:
+        return
+    try:
+        schedule = optax.cosine_onecycle_schedule(PROBE_STEPS, 1.0, **options)
+        values = np.asarray(jax.vmap(schedule)(jnp.arange(PROBE_STEPS + 1)))
+    except TypeError as error:
+        raise TypeError(f"one_cycle_options {options!r} are not keywords of "
+                        f"optax.cosine_onecycle_schedule: {error}") from error
+    except (ValueError, ArithmeticError) as error:
+        raise ValueError(f"one_cycle_options {options!r}: optax.cosine_onecycle_schedule "
+                         f"refused them: {error}") from error
+    if not np.all(np.isfinite(values)) or np.any(values < 0) or values.max() < 0.99:
+        raise ValueError(
+            f"one_cycle_options {options!r} give a schedule that does not rise to its peak "
+            "and stay finite and >= 0 (e.g. pct_start must be in (0, 1)); the search's "
+            "candidates would not train at their LRs"
+        )

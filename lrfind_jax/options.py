@@ -14,6 +14,7 @@ from lrfind_core.arguments import (
     check_int,
     check_one_cycle_options,
 )
+from lrfind_jax.one_cycle import check_one_cycle_keywords
 
 EXECUTIONS = ("auto", "while_loop", "per_step")
 DEFAULT_CHUNK_SIZE = 20
@@ -63,6 +64,7 @@ class JaxOptions:
             check_callable("val_loss_fn", self.val_loss_fn)
         check_bool("train_mode", self.train_mode)
         check_one_cycle_options(self.one_cycle_options, ("peak_value", "transition_steps"))
+        check_one_cycle_keywords(self.one_cycle_options)
         check_bool("progress", self.progress)
         check_int("chunk_size", self.chunk_size, minimum=1)
         check_choice("execution", self.execution, EXECUTIONS)

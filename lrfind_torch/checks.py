@@ -75,6 +75,11 @@ def check_model_and_optimizer(model: Any, optimizer: Any) -> None:
             f"optimizer updates {foreign} parameter(s) that are not in model; pass the model "
             "that owns the optimizer's parameters"
         )
+    if not any(p.requires_grad for group in optimizer.param_groups for p in group["params"]):
+        raise ValueError(
+            "none of the optimizer's parameters has requires_grad=True, so no step would "
+            "change the model; build the optimizer on the trainable parameters"
+        )
     check_optimizer_kind(optimizer)
     reference = optimizer.param_groups[0]["lr"]
     if float(reference) <= 0:

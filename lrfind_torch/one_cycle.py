@@ -57,3 +57,20 @@ def one_cycle_for_run(
     return torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=peaks, total_steps=total_steps, **keywords
     )
+
+
+def check_one_cycle_keywords(options: dict[str, Any]) -> None:
+    """``options`` are keywords ``OneCycleLR`` accepts (tried on a throwaway optimizer
+    with momentum, before any run): a TypeError or ValueError that names them
+    otherwise."""
+    if not options:
+        return
+    probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0, momentum=0.9)
+    try:
+        torch.optim.lr_scheduler.OneCycleLR(probe, max_lr=1.0, total_steps=1000, **options)
+    except TypeError as error:
+        raise TypeError(f"one_cycle_options {options!r} are not OneCycleLR keywords: "
+                        f"{error}") from error
+    except ValueError as error:
+        raise ValueError(f"one_cycle_options {options!r}: OneCycleLR refused them: "
+                         f"{error}") from error

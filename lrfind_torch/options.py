@@ -17,6 +17,7 @@ from lrfind_core.arguments import (
     check_one_cycle_options,
     check_positive_float,
 )
+from lrfind_torch.one_cycle import check_one_cycle_keywords
 
 SNAPSHOT_MODES = ("memory", "disk")
 
@@ -95,6 +96,7 @@ class TorchOptions:
             check_positive_float("max_grad_norm", self.max_grad_norm)
         check_one_cycle_options(self.one_cycle_options, ("max_lr", "total_steps", "epochs",
                                                          "steps_per_epoch"))
+        check_one_cycle_keywords(self.one_cycle_options)
         check_bool("train_mode", self.train_mode)
         check_bool("non_blocking", self.non_blocking)
         if self.sync_every is not None:

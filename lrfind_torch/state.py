@@ -53,13 +53,28 @@ def _cpu_copy(value: Any) -> Any:
 
 
 def _copy_back(original: Any, saved: Any) -> Any:
-    """Write ``saved`` into ``original`` when both are tensors; return the value to keep."""
+    """Write ``saved`` into ``original`` where both are tensors, also inside tuples,
+    lists and dicts of the same shape (Adam's tensor ``betas``); return the value to
+    keep: ``original`` itself wherever every tensor in it could be written back."""
     if isinstance(original, torch.Tensor) and isinstance(saved, torch.Tensor):
         if original.shape == saved.shape and original.dtype == saved.dtype:
             with torch.no_grad():
                 original.copy_(saved)
             return original
         return saved.to(original.device)
+    if (isinstance(original, list | tuple) and type(saved) is type(original)
+            and len(saved) == len(original)):
+        items = [_copy_back(old, new) for old, new in zip(original, saved, strict=True)]
+        if all(item is old for item, old in zip(items, original, strict=True)):
+            return original
+        if isinstance(original, list):
+            original[:] = items
+            return original
+        return type(original)(*items) if hasattr(original, "_fields") else type(original)(items)
+    if isinstance(original, dict) and isinstance(saved, dict) and saved.keys() == original.keys():
+        for key in saved:
+            original[key] = _copy_back(original[key], saved[key])
+        return original
     return copy.deepcopy(saved)
 
 

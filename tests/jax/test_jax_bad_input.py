@@ -285,3 +285,23 @@ def test_a_huge_sweep_and_a_plot_folder_that_does_not_exist_are_refused_before_a
                        r"exist"):
         lr_find(params, ADAM, data, counting, num_steps=STEPS, plot_path=missing)
     assert calls == []  # refused before the loss was ever traced
+
+
+@pytest.mark.parametrize(
+    ("keywords", "error", "message"),
+    [
+        ({"pct_startt": 0.3}, TypeError, "not keywords of optax.cosine_onecycle_schedule"),
+        ({"div_factor": 0.0}, ValueError, "cosine_onecycle_schedule refused them"),
+        ({"final_div_factor": -1.0}, ValueError, "refused them: .*non-negative"),
+        ({"pct_start": 2.0}, ValueError, "does not rise to its peak"),
+        ({"peak_value": 1.0}, ValueError, "may not set"),
+    ],
+)
+def test_one_cycle_options_are_tried_when_the_options_are_built(keywords, error, message):
+    with pytest.raises(error, match=message):
+        JaxOptions(one_cycle_options=keywords)
+
+
+def test_valid_one_cycle_options_are_kept():
+    options = JaxOptions(one_cycle_options={"pct_start": 0.3, "div_factor": 10.0})
+    assert options.one_cycle_options == {"pct_start": 0.3, "div_factor": 10.0}

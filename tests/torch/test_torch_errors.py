@@ -275,6 +275,14 @@ def test_device_mismatch(setup: Setup) -> None:
 # ---------------------------------------------------------------- model and optimizer
 
 
+def refused_untouched(model: nn.Module, optimizer: Any, message: str) -> None:
+    """lr_find raises a ValueError matching ``message`` and changes nothing."""
+    before = capture(model, optimizer)
+    with pytest.raises(ValueError, match=message):
+        lr_find(model, optimizer, batches(4), loss_fn=cross_entropy, **SWEEP)
+    assert_restored(before, model, optimizer)
+
+
 def test_model_without_trainable_parameters() -> None:
     torch.manual_seed(0)
     model = tiny_mlp().requires_grad_(False)
@@ -283,6 +291,34 @@ def test_model_without_trainable_parameters() -> None:
     with pytest.raises(ValueError, match="model has no trainable parameters"):
         lr_find(model, optimizer, batches(4), loss_fn=cross_entropy, **SWEEP)
     assert_restored(before, model, optimizer)
+
+
+def test_optimizer_on_frozen_parameters_only() -> None:
+    torch.manual_seed(0)
+    model = tiny_mlp()
+    frozen = list(model.parameters())[:2]
+    for param in frozen:
+        param.requires_grad_(False)
+    optimizer = torch.optim.SGD(frozen, lr=0.1)
+    refused_untouched(model, optimizer, "none of the optimizer's parameters has requires_grad")
+
+
+@pytest.mark.parametrize(
+    ("keywords", "error", "message"),
+    [
+        ({"pct_startt": 0.3}, TypeError, "not OneCycleLR keywords"),
+        ({"pct_start": 2.0}, ValueError, "OneCycleLR refused them: .*pct_start"),
+        ({"anneal_strategy": "bogus"}, ValueError, "refused them: anneal_strategy"),
+        ({"max_lr": 1.0}, ValueError, "may not set"),
+    ],
+)
+def test_one_cycle_options_are_tried_when_the_options_are_built(
+    keywords: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        TorchOptions(one_cycle_options=keywords)
+    assert TorchOptions(one_cycle_options={"pct_start": 0.4}).one_cycle_options == {
+        "pct_start": 0.4}
 
 
 def test_model_without_parameters() -> None:
@@ -302,10 +338,7 @@ def test_first_group_lr_must_be_positive() -> None:
     torch.manual_seed(0)
     model = tiny_mlp()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-    before = capture(model, optimizer)
-    with pytest.raises(ValueError, match="first param group has lr <= 0"):
-        lr_find(model, optimizer, batches(4), loss_fn=cross_entropy, **SWEEP)
-    assert_restored(before, model, optimizer)
+    refused_untouched(model, optimizer, "first param group has lr <= 0")
 
 
 @pytest.mark.parametrize(

@@ -479,3 +479,17 @@ def test_a_buffer_registered_as_none_is_none_again_and_no_entry_is_added() -> No
     assert list(model._buffers) == ["input_mean", "scale"]
     assert list(model.state_dict()) == keys
     assert model.scale is scale and torch.equal(scale, torch.ones(NUM_CLASSES))
+
+
+def test_tensor_betas_inside_a_tuple_are_the_same_objects_afterwards() -> None:
+    torch.manual_seed(0)
+    model = nn.Linear(FEATURES, NUM_CLASSES)
+    beta1, beta2 = torch.tensor(0.9), torch.tensor(0.999)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(beta1, beta2))
+    betas = optimizer.param_groups[0]["betas"]
+    schedule = {"mode": "search", "training_steps": 200}  # OneCycleLR cycles beta1
+    lr_find(model, optimizer, batches(64), cross_entropy,
+            options=TorchOptions(progress=False), **schedule)
+    after = optimizer.param_groups[0]["betas"]
+    assert after is betas and after[0] is beta1 and after[1] is beta2
+    assert torch.equal(beta1, torch.tensor(0.9))
