@@ -63,6 +63,15 @@ class SweepEnsemble:
         """K, the number of curves."""
         return int(self.sweep_losses.shape[0])
 
+    def kept_curves(self) -> list[np.ndarray]:
+        """Each sweep's raw losses as judged: up to its stop step, else every point
+        before the padding."""
+        curves = []
+        for row, stop in zip(self.sweep_losses, self.stop_steps, strict=True):
+            length = stop + 1 if stop is not None else int(np.sum(~np.isnan(row)))
+            curves.append(row[:length])
+        return curves
+
     def spread_decades(self, method: str) -> float | None:
         """How far apart the sweeps' suggestions of ``method`` are, in decades of LR."""
         return spread_in_decades(self.sweep_suggestions[method])

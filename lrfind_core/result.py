@@ -156,17 +156,44 @@ class LRFindResult:
         """A new result from the same raw losses with another smoothing.
 
         The stop rule and suggestions are re-judged; a curve can only get shorter.
+        With K sweeps, each sweep and their median are re-judged; in search mode,
+        the bracketing sweep is (the search's candidates and its LR are kept).
+        Independent runs are not smoothed: a ValueError.
         """
+        if self.runs is not None:
+            raise ValueError("resmooth applies to sweeps; independent runs are scored "
+                             "unsmoothed (settings.average_last sets their score)")
         changes: dict[str, Any] = {"beta": beta}
         if debias is not None:
             changes["debias"] = debias
         settings = dataclasses.replace(self.settings, **changes)
         end_reason = None if self.stop_step is not None else self.stop_reason
-        judgement = judging.judge_curve(
-            self.lrs, self.losses, settings, end_reason=end_reason,
-            planned_points=self.planned_points,
-        )
-        return LRFindResult.from_judgement(judgement, settings, self.meta)
+        if self.ensemble is None:
+            judgement = judging.judge_curve(
+                self.lrs, self.losses, settings, end_reason=end_reason,
+                planned_points=self.planned_points,
+            )
+        else:
+            judgement = judging.judge_sweeps(
+                self._sweep_lrs(), self.ensemble.kept_curves(), settings,
+                end_reason=end_reason, planned_points=self.planned_points,
+            )
+        return LRFindResult.from_judgement(judgement, settings, self.meta, self.search)
+
+    def _sweep_lrs(self) -> np.ndarray:
+        """The LR of every planned point of the K sweeps (their curves may reach past
+        the median curve's ``lrs``), rebuilt from the settings and checked against
+        ``lrs``."""
+        lrs = self.settings.learning_rates()
+        val_every = self.meta.get("val_every")
+        if val_every:
+            lrs = lrs[val_every - 1 :: val_every]
+        lrs = lrs[: self.ensemble.sweep_losses.shape[1]]
+        if len(lrs) < self.ensemble.sweep_losses.shape[1] or not np.allclose(
+                lrs[: len(self.lrs)], self.lrs, rtol=1e-12, atol=0):
+            raise ValueError("resmooth cannot rebuild the sweeps' LRs from the settings and "
+                             "meta of this result (were they edited?)")
+        return lrs
 
     def plot(
         self,

@@ -20,6 +20,7 @@ from lrfind_core.arguments import (
 from lrfind_torch.one_cycle import check_one_cycle_keywords
 
 SNAPSHOT_MODES = ("memory", "disk")
+AUTOCAST_DTYPES = (torch.float16, torch.bfloat16)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,11 @@ class TorchOptions:
             raise TypeError(
                 "autocast_dtype must be a torch.dtype (torch.float16 or torch.bfloat16), got "
                 f"{self.autocast_dtype!r}"
+            )
+        if self.autocast_dtype not in (None, *AUTOCAST_DTYPES):
+            raise ValueError(
+                "autocast_dtype must be torch.float16 or torch.bfloat16 (torch.autocast "
+                f"runs nothing else; it would disable itself), got {self.autocast_dtype}"
             )
         methods = ("scale", "step", "update", "get_scale", "_found_inf_per_device")
         if self.grad_scaler is not None and not all(

@@ -419,3 +419,56 @@ def test_version_1_results_load_as_curve_suggestions():
         assert detail.for_schedule == "curve"
         assert detail.curve_lr == detail.lr == result.suggestions[name].lr
     np.testing.assert_array_equal(loaded.losses, result.losses)
+
+
+# --- re-smoothing what is not one curve ---------------------------------------------------
+
+
+def formula_result(**keywords):
+    from search_fakes import FormulaBackend
+
+    from lrfind_core.shell import call_settings, run_finder
+
+    settings = call_settings(keywords.pop("settings", None), **keywords)
+    return run_finder(FormulaBackend(), settings,
+                      has_validation=settings.mode == "search")
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_resmooth_of_k_sweeps_rejudges_every_sweep_and_keeps_the_ensemble():
+    result = formula_result(settings=Settings(num_sweeps=3), num_steps=60)
+    assert result.ensemble is not None
+    same = result.resmooth(result.settings.beta)
+    assert same.ensemble is not None and same.ensemble.num_sweeps == 3
+    np.testing.assert_array_equal(same.ensemble.sweep_smoothed, result.ensemble.sweep_smoothed)
+    assert same.ensemble.sweep_suggestions == result.ensemble.sweep_suggestions
+    assert same.suggestion == result.suggestion
+    np.testing.assert_array_equal(same.smoothed_losses, result.smoothed_losses)
+    other = result.resmooth(0.5)
+    pairs = zip(other.ensemble.sweep_smoothed, other.ensemble.kept_curves(),
+                result.ensemble.kept_curves(), strict=True)
+    for row, kept, curve in pairs:  # less smoothing may stop a sweep earlier
+        assert 0 < len(kept) <= len(curve)
+        np.testing.assert_allclose(row[: len(kept)],
+                                   reference_ewa(curve, 0.5, True)[: len(kept)], rtol=1e-12)
+    assert not np.allclose(other.smoothed_losses[:20], result.smoothed_losses[:20])
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_resmooth_of_a_search_keeps_its_candidates_and_its_lr():
+    result = formula_result(mode="search", training_steps=300)
+    again = result.resmooth(0.5)
+    assert again.search is result.search
+    assert again.suggestion == result.suggestion
+    assert again.settings.mode == "search" and again.settings.beta == 0.5
+    np.testing.assert_allclose(again.smoothed_losses,
+                               reference_ewa(result.losses, 0.5, True)[: len(again.losses)],
+                               rtol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_resmooth_of_independent_runs_is_refused():
+    result = formula_result(mode="independent",
+                            settings=Settings(independent_lrs=8, steps_per_lr=5))
+    with pytest.raises(ValueError, match="independent runs are scored unsmoothed"):
+        result.resmooth(0.5)

@@ -321,6 +321,12 @@ def test_one_cycle_options_are_tried_when_the_options_are_built(
         "pct_start": 0.4}
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.int8, torch.float64])
+def test_autocast_dtype_other_than_half_precision(dtype: torch.dtype) -> None:
+    with pytest.raises(ValueError, match=f"torch.float16 or torch.bfloat16 .*got {dtype}"):
+        TorchOptions(autocast_dtype=dtype)
+
+
 def test_model_without_parameters() -> None:
     other = tiny_mlp()
     optimizer = torch.optim.SGD(other.parameters(), lr=0.1)
