@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any
 
 import torch
@@ -81,12 +82,18 @@ def check_model_and_optimizer(model: Any, optimizer: Any) -> None:
             "change the model; build the optimizer on the trainable parameters"
         )
     check_optimizer_kind(optimizer)
-    reference = optimizer.param_groups[0]["lr"]
-    if float(reference) <= 0:
-        raise ValueError(
-            "the optimizer's first param group has lr <= 0; lrfind keeps every group's ratio to "
-            "it, so it must be > 0"
-        )
+    for index, group in enumerate(optimizer.param_groups):
+        lr = float(group["lr"])
+        if index == 0 and not (math.isfinite(lr) and lr > 0):
+            raise ValueError(
+                f"the optimizer's first param group has lr={lr}; lrfind keeps every group's "
+                "ratio to it, so it must be a finite number > 0"
+            )
+        if not (math.isfinite(lr) and lr >= 0):
+            raise ValueError(
+                f"param group {index} has lr={lr}; every group's lr must be a finite number "
+                ">= 0 (lrfind keeps its ratio to group 0's)"
+            )
 
 
 def check_loss_options(loss_fn: Any, step_fn: Any) -> None:

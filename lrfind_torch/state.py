@@ -8,7 +8,8 @@ A :class:`TrainingSnapshot` records, before the sweep:
   flag, and each parameter's ``.grad`` and ``requires_grad``;
 * the optimizer's per-parameter state (objects and CPU copies), its param groups
   (``lr`` and ``initial_lr`` included) and its plain attributes (for example the
-  ``_opt_called`` flag an LR scheduler uses);
+  ``_opt_called`` flag an LR scheduler uses), and the same of every optimizer it
+  holds as an attribute (a wrapper's inner optimizer);
 * a ``torch.amp.GradScaler``'s attributes;
 * the torch CPU RNG, every initialised CUDA/MPS device's RNG, Python's ``random``
   and numpy's global RNG;
@@ -160,7 +161,8 @@ class _OptimizerRecord:
     """Live references to an optimizer's state objects and param group dicts."""
 
     optimizer: torch.optim.Optimizer
-    state: dict[torch.Tensor, dict[str, Any]]
+    state: dict[torch.Tensor, tuple[dict[str, Any], dict[str, Any]]]
+    """Per parameter: its state dict (the object) and that dict's entries."""
     groups: list[dict[str, Any]]
 
     @classmethod
@@ -168,7 +170,8 @@ class _OptimizerRecord:
         """Record ``optimizer``; return the record and the CPU copies of its values."""
         record = cls(
             optimizer,
-            {param: dict(param_state) for param, param_state in optimizer.state.items()},
+            {param: (param_state, dict(param_state))
+             for param, param_state in optimizer.state.items()},
             [dict(group) for group in optimizer.param_groups],
         )
         values = {
@@ -195,11 +198,12 @@ class _OptimizerRecord:
         for param in list(optimizer.state):
             if param not in self.state:
                 del optimizer.state[param]
-        for param, originals in self.state.items():
+        for param, (param_state, originals) in self.state.items():
             saved = values["state"][str(id(param))]
-            optimizer.state[param] = {
-                key: _copy_back(originals[key], saved[key]) for key in originals
-            }
+            restored = {key: _copy_back(originals[key], saved[key]) for key in originals}
+            param_state.clear()  # the same dict object, so references to it stay valid
+            param_state.update(restored)
+            optimizer.state[param] = param_state
         for group, originals, saved in zip(
             optimizer.param_groups, self.groups, values["groups"], strict=True
         ):
@@ -212,6 +216,21 @@ class _OptimizerRecord:
         for key in set(attributes) - values["keys"]:
             del attributes[key]
         attributes.update(values["attributes"])
+
+
+def _with_inner_optimizers(optimizers: Sequence[Any]) -> list[Any]:
+    """``optimizers`` and every optimizer they hold as an attribute (a wrapper such as
+    timm's ``Lookahead`` keeps the moments in its ``_base_optimizer``), each once."""
+    found: list[Any] = []
+    pending = list(optimizers)
+    while pending:
+        optimizer = pending.pop(0)
+        if any(optimizer is seen for seen in found):
+            continue
+        found.append(optimizer)
+        pending += [value for value in vars(optimizer).values()
+                    if isinstance(value, torch.optim.Optimizer)]
+    return found
 
 
 class TrainingSnapshot:
@@ -238,7 +257,7 @@ class TrainingSnapshot:
         values: dict[str, Any] = {"tensors": {}, "grads": {}, "optimizers": []}
         self._modules = [_ModuleRecord.capture(module, values) for module in modules]
         self._optimizers = []
-        for optimizer in optimizers:
+        for optimizer in _with_inner_optimizers(optimizers):
             record, optimizer_values = _OptimizerRecord.capture(optimizer)
             self._optimizers.append(record)
             values["optimizers"].append(optimizer_values)

@@ -344,7 +344,22 @@ def test_first_group_lr_must_be_positive() -> None:
     torch.manual_seed(0)
     model = tiny_mlp()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-    refused_untouched(model, optimizer, "first param group has lr <= 0")
+    refused_untouched(model, optimizer, "first param group has lr=0.0;")
+
+
+@pytest.mark.parametrize(("first", "second", "message"), [
+    (math.nan, 0.1, "first param group has lr=nan; .*finite number > 0"),
+    (math.inf, 0.1, "first param group has lr=inf"),
+    (0.1, -0.01, "param group 1 has lr=-0.01; every group's lr must be a finite number >= 0"),
+    (0.1, math.nan, "param group 1 has lr=nan"),
+])
+def test_every_groups_lr_is_checked(first: float, second: float, message: str) -> None:
+    torch.manual_seed(0)
+    model = tiny_mlp()
+    layers = [module for module in model.modules() if isinstance(module, nn.Linear)]
+    optimizer = torch.optim.SGD([{"params": layers[0].parameters(), "lr": first},
+                                 {"params": layers[1].parameters(), "lr": second}], lr=0.1)
+    refused_untouched(model, optimizer, message)
 
 
 @pytest.mark.parametrize(

@@ -493,3 +493,54 @@ def test_tensor_betas_inside_a_tuple_are_the_same_objects_afterwards() -> None:
     after = optimizer.param_groups[0]["betas"]
     assert after is betas and after[0] is beta1 and after[1] is beta2
     assert torch.equal(beta1, torch.tensor(0.9))
+
+
+def trained_adam(model: nn.Module, optimizer: Any, data: list[Any]) -> None:
+    """A few real steps, so the optimizer holds moments and step counts."""
+    for inputs, target in data[:4]:
+        optimizer.zero_grad()
+        cross_entropy(model(inputs), target).backward()
+        optimizer.step()
+
+
+def test_per_parameter_state_dicts_are_the_same_objects_afterwards() -> None:
+    torch.manual_seed(0)
+    model = nn.Linear(FEATURES, NUM_CLASSES)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    data = batches(16)
+    trained_adam(model, optimizer, data)
+    held = optimizer.state[model.weight]
+    moments = {key: value.clone() for key, value in held.items()}
+    lr_find(model, optimizer, data, cross_entropy, **SWEEP)
+    assert optimizer.state[model.weight] is held
+    assert set(held) == set(moments)
+    assert all(torch.equal(held[key], moments[key]) for key in moments)
+
+
+class Wrapper(torch.optim.Optimizer):
+    """A wrapper in the style of timm's Lookahead: the moments live in the inner optimizer."""
+
+    def __init__(self, inner: torch.optim.Optimizer) -> None:  # no super().__init__, as timm
+        self._inner = inner
+        self.param_groups = inner.param_groups
+        self.defaults = inner.defaults
+        self.state: dict[Any, Any] = {}
+        self._optimizer_step_pre_hooks: dict[Any, Any] = {}
+        self._optimizer_step_post_hooks: dict[Any, Any] = {}
+
+    def step(self, closure: Any = None) -> Any:
+        return self._inner.step(closure)
+
+
+def test_an_inner_optimizer_a_wrapper_holds_is_restored() -> None:
+    torch.manual_seed(0)
+    model = nn.Linear(FEATURES, NUM_CLASSES)
+    inner = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = Wrapper(inner)
+    data = batches(16)
+    trained_adam(model, optimizer, data)
+    moments = {key: value.clone() for key, value in inner.state[model.weight].items()}
+    weights = model.weight.detach().clone()
+    lr_find(model, optimizer, data, cross_entropy, **SWEEP)
+    assert torch.equal(model.weight, weights)
+    assert all(torch.equal(inner.state[model.weight][key], moments[key]) for key in moments)
