@@ -6,6 +6,11 @@
 * An independent run is scored by the mean raw loss of its last steps
   (:func:`end_losses`); a curve of scores ends where the stop rule fires on it
   (:func:`score_stop`), unsmoothed.
+
+Both are aggregates, not raw losses: a non-finite raw loss (NaN included) enters
+them as +inf, so a NaN raw loss shows there as ``inf``. The raw losses themselves
+(``SweepEnsemble.sweep_losses`` of sweeps, ``IndependentRuns.run_losses``) keep
+every value as recorded, NaN as NaN.
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ def pad_curves(curves: list[np.ndarray], length: int) -> np.ndarray:
 def median_curve(curves: list[np.ndarray]) -> np.ndarray:
     """Pointwise median raw loss over the points a strict majority of curves reached.
 
-    A point where some curve recorded a non-finite loss counts that curve as
-    +inf for the median (it diverged there), so the median stays honest.
+    A point where some curve recorded a non-finite loss (NaN, +inf or -inf) counts
+    that curve as +inf for the median (it diverged there), so the median stays
+    honest: where that decides the median, it is +inf, never NaN. The curves passed
+    in are not changed.
     """
     lengths = np.array([len(curve) for curve in curves])
     majority = len(curves) // 2 + 1
@@ -51,8 +58,9 @@ def spread_in_decades(values: list[float | None]) -> float | None:
 def end_losses(run_losses: np.ndarray, average_last: int) -> np.ndarray:
     """Score of each independent run: the mean raw loss of its last ``average_last`` steps.
 
-    ``run_losses`` is (M, n). A run with any non-finite loss scores +inf (it
-    diverged), so the stop rule cuts the curve there.
+    ``run_losses`` is (M, n). A run with any non-finite loss (NaN, +inf or -inf)
+    scores +inf (it diverged), so the stop rule cuts the curve there: a score is
+    never NaN. ``run_losses`` is not changed.
     """
     losses = np.asarray(run_losses, dtype=np.float64)
     scores = losses[:, -average_last:].mean(axis=1)

@@ -70,6 +70,15 @@ class BatchSource:
         return self
 
 
+def held_out_error(length: int, count: int) -> ValueError:
+    """The error when ``length`` training batches cannot spare ``count`` for validation
+    and still leave some to train on."""
+    return ValueError(
+        f"train_data holds {length} batches; the search holds out {count} as validation "
+        "data and needs more to train on: pass val_data, or more training data"
+    )
+
+
 EXHAUSTED = "data exhausted"
 
 

@@ -149,6 +149,11 @@ def judge_sweeps(
     curve is their median (:func:`~lrfind_core.aggregation.median_curve`), judged
     like a single curve, and ``ensemble`` keeps the curves, their band and their
     suggestions. With one curve, that curve's judgement.
+
+    With several curves the judgement's ``losses`` is that median, an aggregate: a
+    point where a curve's loss is non-finite counts it as +inf, so a NaN raw loss
+    can show there as ``inf``. ``ensemble.sweep_losses`` keeps each curve's raw
+    losses as given (NaN as NaN), padded with NaN after its end.
     """
     lrs = np.asarray(lrs, dtype=np.float64)
     curves = [curve for curve in curves if len(curve)]
@@ -213,6 +218,10 @@ def judge_runs(
     a curve of scores ends where the stop rule fires on it, and the runs above
     are kept as NaN in ``runs`` (a backend that made them anyway gives the same
     judgement as one that stopped). Curves are aggregated as by :func:`judge_sweeps`.
+
+    ``runs.run_losses`` keeps the raw losses as given (NaN as NaN). The curve's
+    ``losses`` (and, with several curves, ``ensemble.sweep_losses``) are scores, not
+    raw losses: a run with any non-finite loss scores +inf, never NaN.
     """
     runs = np.array(run_losses, dtype=np.float64)
     if runs.ndim != 3 or runs.shape[1] != len(lrs):

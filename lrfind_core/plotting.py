@@ -89,6 +89,7 @@ def plot_result(
     if result.search is not None:
         more = _draw_search(ax, result.search)
         handles, labels = handles + more[0], labels + more[1]
+    _keep_lr_axis_drawable(ax, lrs)
     schedule = result.settings.for_schedule
     legend_title = {"one_cycle": "LRs for a one-cycle peak", "constant": "LRs for a constant LR"}
     ax.legend(handles, labels, loc="best", fontsize="small",
@@ -139,6 +140,18 @@ def _frame(ax: Any, drawn: np.ndarray, curve: np.ndarray, frame: str) -> None:
         ax.annotate(f"clipped: the smoothed loss rises to {peak:.3g}", xy=(0.99, 0.98),
                     xycoords="axes fraction", ha="right", va="top", fontsize="small",
                     color="0.35")
+
+
+def _keep_lr_axis_drawable(ax: Any, lrs: np.ndarray) -> None:
+    """With no finite point drawn (every loss non-finite), frame the x-axis on the
+    LRs: matplotlib's fallback limits can be at or below zero (an all-NaN band does
+    that), which a log axis cannot draw or save."""
+    if np.all(np.isfinite(ax.dataLim.intervalx)):
+        return
+    low, high = float(np.min(lrs)), float(np.max(lrs))
+    if low == high:  # one point: a decade around it
+        low, high = low / 10**0.5, high * 10**0.5
+    ax.set_xlim(low, high)
 
 
 def _draw_ensemble(ax: Any, result: Any, shown: slice) -> None:

@@ -43,7 +43,8 @@ class SweepEnsemble:
     """K curves of one range test and their spread.
 
     Attributes:
-      sweep_losses: (K, N) raw losses; NaN after the end of each sweep's curve.
+      sweep_losses: (K, N) raw losses (in independent mode, run scores); NaN after
+        the end of each sweep's curve.
       sweep_smoothed: (K, N) smoothed losses, padded the same way.
       band_low, band_high: (N,) 25th and 75th percentiles of the smoothed curves
         over the sweeps that reached each point (NaN where none did).

@@ -27,7 +27,9 @@ class LRFindResult:
 
     Attributes:
       lrs: float64 LR of every recorded point (the reference param group's LR).
-      losses: raw loss of every recorded point, as recorded (float64).
+      losses: raw loss of every recorded point, as recorded (float64); with several
+        sweeps the median curve's (a non-finite loss counts as inf there), in
+        independent mode each run's score.
       smoothed_losses: the EWA of ``losses`` (float64), see :mod:`lrfind_core.smoothing`.
       stop_step: index of the point that triggered the stop rule (it is the last one
         kept), or None when the curve did not diverge.

@@ -34,11 +34,18 @@ from typing import Any, Protocol
 import numpy as np
 
 from lrfind_core import judging
-from lrfind_core.batch_source import is_exhausted
+from lrfind_core.batch_source import held_out_error, is_exhausted
 from lrfind_core.notices import warn_user
 from lrfind_core.plan import RunPlan, RunRecord, plan_independent, plan_sweeps
 from lrfind_core.result import LRFindResult
-from lrfind_core.search import budget_of, run_search, sweep_steps_for
+from lrfind_core.search import (
+    MIN_HORIZON,
+    budget_of,
+    held_out_batches,
+    minimum_budget,
+    run_search,
+    sweep_steps_for,
+)
 from lrfind_core.settings import Settings, resolve_settings
 from lrfind_core.suggestion import check_method
 
@@ -77,6 +84,19 @@ def call_settings(settings: Settings | str | None, **keywords: Any) -> Settings:
             "num_steps is the length of a classic sweep; mode='independent' runs "
             "Settings(independent_lrs=24, steps_per_lr=20) instead: pass those"
         )
+    if chosen.mode == "search":
+        if keywords.get("num_steps") is not None:
+            raise ValueError(
+                "num_steps is the length of a classic sweep; mode='search' sizes its "
+                "bracketing sweep from budget_steps (a fifth of it, 20 to 100 steps): pass "
+                "budget_steps instead"
+            )
+        if chosen.training_steps < MIN_HORIZON:
+            raise ValueError(
+                f"training_steps={chosen.training_steps}: a search compares candidate runs of "
+                f"at least {MIN_HORIZON} steps, so it needs training_steps >= {MIN_HORIZON}; "
+                "for a training this short use mode='sweep'"
+            )
     for name in ("training_steps", "budget_steps"):
         if keywords.get(name) is not None and chosen.mode != "search":
             raise ValueError(
@@ -129,6 +149,31 @@ def check_settings(settings: Settings) -> None:
         )
 
 
+def budget_notices(settings: Settings) -> list[str]:
+    """A search whose default budget (``training_steps``) is below the least a search
+    can do trains more than the training it is for: the user hears it."""
+    budget = budget_of(settings)
+    if settings.budget_steps is not None or budget <= settings.training_steps:
+        return []
+    return [
+        f"budget_steps defaults to training_steps ({settings.training_steps}), fewer than the "
+        f"{minimum_budget()} steps a search needs at least: the search may train up to "
+        f"{budget} steps. Pass budget_steps={budget} to allow it, or use mode='sweep' for a "
+        "training this short"
+    ]
+
+
+def check_held_out(has_validation: bool, num_batches: int | None) -> None:
+    """A search without ``val_data`` holds out training batches: there must be more
+    than it holds out (when the data's length is known; a backend checks as it reads
+    otherwise)."""
+    if has_validation or num_batches is None:
+        return
+    count = held_out_batches(num_batches)
+    if num_batches <= count:
+        raise held_out_error(num_batches, count)
+
+
 def plan_for(settings: Settings, has_validation: bool) -> RunPlan:
     """The runs a mode makes."""
     if settings.mode == "independent":
@@ -163,6 +208,8 @@ def run_finder(
     with backend.session(notices):
         run_started = time.perf_counter()
         if settings.mode == "search":
+            check_held_out(has_validation, backend.num_batches())
+            notices += budget_notices(settings)
             outcome = run_search(lambda planned: backend.run(planned, notices), settings,
                                  has_validation, backend.num_batches(), notices)
             plan, record, records, search = (outcome.sweep, outcome.sweep_record,
@@ -253,7 +300,10 @@ def result_notices(result: LRFindResult) -> list[str]:
     ensemble = result.ensemble
     if ensemble is not None and ensemble.num_sweeps > 1:
         first = ensemble.sweep_losses[0]
-        if all(np.array_equal(first, row, equal_nan=True) for row in ensemble.sweep_losses[1:]):
+        # Curves alike only in being non-finite (all NaN) say nothing about the data.
+        if np.any(np.isfinite(first)) and all(
+            np.array_equal(first, row, equal_nan=True) for row in ensemble.sweep_losses[1:]
+        ):
             notices.append(
                 f"the {ensemble.num_sweeps} curves are identical: nothing differed between "
                 "them (the data cycles through the same batches, and no randomness differs, "

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lrfind_core.batch_source import held_out_error
 from lrfind_core.plan import RunPlan, RunRecord
 from lrfind_core.progress import ProgressBar
 from lrfind_core.versions import package_versions
@@ -103,6 +104,7 @@ class JaxBackend:
         drawn from a sequence are kept for the call's later plans."""
         self._sequence: BatchSequence | None = None
         self._pulled: tuple[Any, int] | None = None
+        self._validation: dict[int | None, Any] = {}
         self._bar = ProgressBar(self.options.progress and self.is_main_process)
         self._compile_time_s, self._programs_compiled, self._calls = 0.0, 0, 0
         try:
@@ -149,7 +151,10 @@ class JaxBackend:
             data, length, val_data = _hold_out(data, length, plan.val_from_train)
             shift = plan.val_from_train
         elif plan.val_every is not None:
-            val_data = validation_batches(self.val_data, plan.val_batches)
+            if plan.val_batches not in self._validation:  # once a call: val_data may be
+                self._validation[plan.val_batches] = validation_batches(  # a one-shot iterator
+                    self.val_data, plan.val_batches)
+            val_data = self._validation[plan.val_batches]
         spec = self._spec(plan)
         tables = run_tables(plan, model.groups, options.one_cycle_options)
         inputs = run_inputs(plan, data, length, tables, model.rng, val_data, shift)
@@ -300,10 +305,7 @@ def _hold_out(data: Any, length: int, count: int) -> tuple[Any, int, Any]:
     """The first ``count`` micro-batches as validation data, the rest to train on:
     ``(train, its length, validation)``."""
     if length <= count:
-        raise ValueError(
-            f"train_data holds {length} batches; the search holds out {count} as validation "
-            "data and needs more to train on: pass val_data, or more training data"
-        )
+        raise held_out_error(length, count)
     train = jax.tree_util.tree_map(lambda leaf: leaf[count:length], data)
     held = jax.tree_util.tree_map(lambda leaf: leaf[:count], data)
     return train, length - count, held

@@ -349,8 +349,26 @@ LR_FREE = {
     "DoWGState": "DoWG sets its own step size; it takes no learning rate to tune",
     "MechanicState": "Mechanic tunes the scale of its base optimizer's updates itself",
     "COCOBState": "COCOB is learning-rate-free",
+    "ScheduleFreeState": "a schedule-free optimizer evaluates at other params than it trains "
+    "(optax.contrib.schedule_free_eval_params) and its learning_rate comes with its own "
+    "warmup; tune it by training, not with a range test",
 }
 """optax.contrib states of learning-rate-free optimizers, and what their LR means."""
+
+SCALES_UPDATES = {
+    "ScaleByScheduleState": "a schedule",
+    "ReduceLROnPlateauState": "the factor of optax.contrib.reduce_on_plateau",
+}
+"""optax states of transformations that multiply the updates by a factor of their own,
+and what the factor is."""
+
+NOT_DRIVABLE = {
+    "LookaheadState": "optax.lookahead updates fast and slow copies of the params "
+    "(optax.LookaheadParams) and takes its gradients at params.fast, not at your params. "
+    "Find the LR of its fast optimizer (pass the optimizer you give optax.lookahead) and "
+    "wrap that in optax.lookahead for training",
+}
+"""optax states of transformations whose params are not the params lr_find trains."""
 
 
 def _states(opt_state: Any) -> list[tuple[str, Any]]:
@@ -374,19 +392,31 @@ def _states(opt_state: Any) -> list[tuple[str, Any]]:
 
 
 def check_optimizer_kind(opt_state: Any) -> None:
-    """Refuse optimizers where a swept LR means something else: a schedule that also
-    scales the updates, or a learning-rate-free optimizer."""
+    """Refuse optimizers where a swept LR means something else: a schedule or another
+    factor that also scales the updates, a learning-rate-free or schedule-free
+    optimizer, or one whose params are not the user's params.
+
+    States are matched by class name within optax, so an optax without one of them
+    (``optax.contrib`` is newer than the rest) is simply never matched.
+    """
     for path, node in _states(opt_state):
         kind = type(node).__name__
-        if isinstance(node, optax.ScaleByScheduleState):
+        if not type(node).__module__.startswith("optax"):
+            continue
+        if kind in SCALES_UPDATES:
             raise ValueError(
-                f"the optimizer also scales its updates by a schedule (ScaleByScheduleState at "
+                f"the optimizer also scales its updates by {SCALES_UPDATES[kind]} ({kind} at "
                 f"opt_state{path}): the LR lr_find sets would be multiplied by it, so result.lrs "
-                "would not be the LRs applied. Leave the schedule out of the optimizer you pass "
+                "would not be the LRs applied. Leave it out of the optimizer you pass "
                 "(lr_find sets the LR itself; one_cycle_schedule(result, steps) builds a "
                 "schedule for training)"
             )
-        if kind in LR_FREE and type(node).__module__.startswith("optax"):
+        if kind in NOT_DRIVABLE:
+            raise ValueError(
+                f"lr_find cannot run this optimizer ({kind} at opt_state{path}): "
+                f"{NOT_DRIVABLE[kind]}"
+            )
+        if kind in LR_FREE:
             raise ValueError(
                 f"the optimizer is learning-rate-free ({kind} at opt_state{path}): "
                 f"{LR_FREE[kind]}. A range test has no LR to find for it"

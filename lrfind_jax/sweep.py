@@ -135,7 +135,8 @@ def extra_args(
     spec: SweepSpec, loss: Any, grads: Any, model_state: Any, batch: Any, key: Any
 ) -> dict[str, Any]:
     """What optax's extra-args transformations may ask of an update: the loss
-    (``value``, e.g. ``contrib.reduce_on_plateau``), the gradient (``grad``) and the
+    (``value``, e.g. a user's loss-aware transformation; lr_find refuses
+    ``contrib.reduce_on_plateau``), the gradient (``grad``) and the
     loss as a function of the params (``value_fn``, for line searches)."""
     if not isinstance(spec.transformation, optax.GradientTransformationExtraArgs):
         return {}

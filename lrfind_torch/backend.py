@@ -18,7 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from lrfind_core.batch_source import BatchSource, DataExhausted, exhausted_reason
+from lrfind_core.batch_source import (
+    BatchSource,
+    DataExhausted,
+    exhausted_reason,
+    held_out_error,
+)
 from lrfind_core.plan import RunPlan, RunRecord, curve_finished
 from lrfind_core.progress import ProgressBar
 from lrfind_core.schedules import group_learning_rates
@@ -222,7 +227,10 @@ class TorchBackend:
         if key not in self._validation:
             if held_out:
                 tape.seek(0)
-                batches: Iterable[Any] = [next(tape) for _ in range(plan.val_from_train)]
+                try:
+                    batches: Iterable[Any] = [next(tape) for _ in range(plan.val_from_train)]
+                except DataExhausted:
+                    raise held_out_error(tape.source.produced, plan.val_from_train) from None
             else:
                 batches = itertools.islice(self.val_data, plan.val_batches)
             moved = [move_to_device(b, self.target, self.options.non_blocking) for b in batches]

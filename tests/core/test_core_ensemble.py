@@ -206,3 +206,54 @@ def test_a_tie_of_curve_endings_names_the_first_curves_reason():
     second = sweeps_result(LRS, [short, full], settings=config)
     assert first.stop_reason.endswith("(1 of 2: completed)")
     assert second.stop_reason.endswith("(1 of 2: ended before the planned steps)")
+
+
+def all_nan_result(num_sweeps: int) -> LRFindResult:
+    """Sweeps whose loss is NaN from the first step."""
+    config = resolve_settings(start_lr=LRS[0], end_lr=LRS[-1], num_steps=len(LRS),
+                              num_sweeps=num_sweeps)
+    return sweeps_result(LRS, [np.full(60, np.nan)] * num_sweeps, settings=config)
+
+
+@pytest.mark.parametrize("num_sweeps", [1, 2, 3])
+def test_sweeps_that_are_all_nan_plot_an_empty_frame_that_draws(tmp_path, num_sweeps):
+    result = all_nan_result(num_sweeps)
+    assert (result.suggestion, result.stop_step) == (None, 0)
+    ax = result.plot()
+    ax.figure.canvas.draw()  # a log axis with limits <= 0 raised here
+    assert ax.get_xscale() == "log"
+    low, high = ax.get_xlim()
+    assert 0 < low < LRS[0] < high
+    path = tmp_path / f"all_nan_{num_sweeps}.png"
+    result.plot(path=path)
+    assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_nan_raw_loss_stays_nan_and_only_the_median_counts_it_as_inf():
+    config = resolve_settings(start_lr=LRS[0], end_lr=LRS[-1], num_steps=len(LRS), num_sweeps=2)
+    first, second = bowl(0), bowl(0) + 0.1
+    first[30], second[32] = np.nan, np.inf
+    result = sweeps_result(LRS, [first, second], settings=config)
+    raw = result.ensemble.sweep_losses
+    assert np.isnan(raw[0, 30]) and np.all(np.isnan(raw[0, 31:]))
+    np.testing.assert_array_equal(raw[0, :30], first[:30])
+    assert raw[1, 32] == np.inf
+    np.testing.assert_array_equal(raw[1, :32], second[:32])
+    assert np.isnan(result.ensemble.kept_curves()[0][-1])
+    # the median (an aggregate) counts the NaN curve as diverged: +inf, documented
+    assert result.stop_step == 30 and result.losses[-1] == np.inf
+    np.testing.assert_array_equal(first[:30], bowl(0)[:30])  # inputs untouched
+    loaded = LRFindResult.from_dict(result.to_dict())
+    assert np.isnan(loaded.ensemble.sweep_losses[0, 30])
+
+
+def test_independent_runs_keep_a_nan_raw_loss_and_score_it_inf():
+    config = resolve_settings(mode="independent", independent_lrs=4, steps_per_lr=2,
+                              average_last=1, num_sweeps=2)
+    curve = [[2.0, 1.0], [1.5, np.nan], [np.nan, np.nan], [np.nan, np.nan]]
+    runs = np.array([curve, curve])
+    result = runs_result(config.independent_grid(), runs, settings=config, made=[4, 4])
+    assert np.isnan(result.runs.run_losses[:, 1, 1]).all()
+    np.testing.assert_array_equal(result.runs.run_losses[:, :2, 0], [[2.0, 1.5], [2.0, 1.5]])
+    assert result.losses.tolist() == [1.0, np.inf]  # scores: a diverged run is +inf
+    assert np.isnan(runs[0, 1, 1])  # the caller's array is untouched

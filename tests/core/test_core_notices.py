@@ -73,10 +73,9 @@ def test_a_search_whose_best_stays_at_an_edge_of_its_candidates_says_so():
 
 
 def test_a_plot_that_cannot_be_saved_is_a_warning_and_the_result_is_kept(tmp_path):
-    unwritable = tmp_path / "a_folder.png"
-    unwritable.mkdir()  # its parent exists, so the path passes the early check
+    unwritable = tmp_path / "plot.notaformat"  # its folder exists: it passes the early check
     with pytest.warns(UserWarning, match=r"the result is complete, but saving the plot to .* "
-                      r"failed: IsADirectoryError"):
+                      r"failed: ValueError: Format 'notaformat' is not supported"):
         result = run_finder(FormulaBackend(sweep_minimum=-2.0), Settings(),
                             plot_path=unwritable)
     assert result.suggestion is not None
@@ -89,3 +88,22 @@ def test_the_plot_is_saved_and_its_figure_closed(tmp_path):
     run_finder(FormulaBackend(sweep_minimum=-2.0), Settings(), plot_path=tmp_path / "c.png")
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
     assert plt.get_fignums() == before
+
+
+def test_curves_alike_only_in_being_all_nan_are_not_called_identical():
+    # two sweeps whose loss is NaN from the first step read different batches: only
+    # the missing answer is worth a word
+    from core_testing import sweeps_result
+
+    settings = Settings(num_sweeps=2, num_steps=20)
+    nan_curves = [np.full(20, np.nan), np.full(20, np.nan)]
+    result = sweeps_result(LRS[:20], nan_curves, settings)
+    assert result_notices(result) == [
+        "lr_find has no suggestion: too short to judge: 0 points left after trimming "
+        "(skip_start=2, skip_end=5, finite points=0)"
+    ]
+    # identical finite points (with the same NaN stop) are still named
+    curve = np.linspace(3.0, 1.0, 20)
+    curve[15] = np.nan
+    twins = sweeps_result(LRS[:20], [curve, curve.copy()], settings)
+    assert result_notices(twins)[-1].startswith("the 2 curves are identical: nothing differed")

@@ -269,3 +269,43 @@ def test_a_sweep_cut_short_by_the_data_is_named_rather_than_bracketed():
     with pytest.raises(ValueError, match=r"the bracketing sweep recorded 2 point\(s\) \(data "
                        r"exhausted after 2 steps\): the search has nothing to bracket"):
         searched(ShortData())
+
+
+def test_num_steps_is_refused_in_search_mode():
+    with pytest.raises(ValueError, match="num_steps is the length of a classic sweep; "
+                                         "mode='search' sizes its bracketing sweep"):
+        call_settings(None, mode="search", training_steps=300, num_steps=77)
+
+
+@pytest.mark.parametrize("training", [1, 3])
+def test_a_training_shorter_than_a_candidate_run_is_refused(training):
+    with pytest.raises(ValueError, match=f"training_steps={training}: a search compares "
+                                         "candidate runs of at least 4 steps"):
+        call_settings(None, mode="search", training_steps=training)
+
+
+def test_a_default_budget_raised_to_the_minimum_is_announced():
+    with pytest.warns(UserWarning, match=re.escape(
+            f"budget_steps defaults to training_steps (10), fewer than the {minimum_budget()} "
+            "steps a search needs at least")):
+        result = searched(FormulaBackend(), training=10)
+    assert result.meta["steps_trained"] <= minimum_budget()
+
+
+@pytest.mark.filterwarnings("ignore:the search's best candidate")
+def test_an_explicit_or_sufficient_budget_is_not_announced(recwarn):
+    searched(FormulaBackend(), training=10, budget=minimum_budget())
+    searched(FormulaBackend(), training=300)
+    assert not [w for w in recwarn if "budget_steps defaults" in str(w.message)]
+
+
+@pytest.mark.parametrize("batches", [1, 2])
+def test_too_few_training_batches_to_hold_out_is_a_clear_error(batches):
+    from lrfind_core.shell import check_held_out
+
+    with pytest.raises(ValueError, match=f"train_data holds {batches} batches; the search "
+                                         "holds out 2 as validation data"):
+        check_held_out(False, batches)
+    check_held_out(True, batches)  # val_data given: nothing is held out
+    check_held_out(False, None)  # length unknown: the backend checks as it reads
+    check_held_out(False, 3)

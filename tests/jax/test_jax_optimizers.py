@@ -348,10 +348,8 @@ def test_learning_rate_free_optimizers_are_refused_with_what_their_lr_means(fact
 
 def test_extra_args_transformations_get_the_loss_and_a_value_fn():
     params, data = init_mlp(0), make_data(20)
-    plateau = optax.chain(ADAM, optax.contrib.reduce_on_plateau(patience=2))
-    result = lr_find(params, plateau, data, mlp_loss, num_steps=12, start_lr=1e-4, end_lr=1e-1,
-                     options=QUIET)
-    assert len(result.losses) == 12
+    # optax.lbfgs asks for both: value and value_fn (reduce_on_plateau, which asks for the
+    # value, is refused: test_reduce_on_plateau_in_the_chain_is_refused_before_any_step)
     lbfgs = lr_find(params, optax.lbfgs, data, mlp_loss, num_steps=12, start_lr=1e-4,
                     end_lr=1e-1, options=QUIET)
     assert np.all(np.isfinite(lbfgs.losses))
@@ -363,3 +361,57 @@ def test_an_optimizer_that_branches_on_an_injected_hyperparameter_is_explained()
     with pytest.raises(ValueError, match=r"branches in Python on an injected hyperparameter.*"
                        r"static_args"):
         lr_find(params, injected, data, mlp_loss, num_steps=12, options=QUIET)
+
+
+class CountingLoss:
+    """``mlp_loss`` that counts its calls (traces included): 0 means nothing ran."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, params, batch):
+        self.calls += 1
+        return mlp_loss(params, batch)
+
+
+def test_reduce_on_plateau_in_the_chain_is_refused_before_any_step():
+    params, data, loss = init_mlp(0), make_data(12), CountingLoss()
+    before = host_copy(params)
+    plateau = optax.chain(ADAM, optax.contrib.reduce_on_plateau(patience=3, factor=0.5))
+    with pytest.raises(ValueError, match=r"also scales its updates by the factor of "
+                       r"optax\.contrib\.reduce_on_plateau \(ReduceLROnPlateauState at "
+                       r"opt_state\[1\]\).*result\.lrs would not be the LRs applied"):
+        lr_find(params, plateau, data, loss, num_steps=12, options=QUIET)
+    assert loss.calls == 0
+    assert_tree_equal(before, params)
+
+
+@pytest.mark.parametrize("how", ["factory", "injected", "wrapper"])
+def test_schedule_free_optimizers_are_refused_like_in_torch(how):
+    optimizer = {
+        "factory": optax.contrib.schedule_free_adamw,
+        "injected": optax.inject_hyperparams(optax.contrib.schedule_free_sgd)(learning_rate=1e-3),
+        "wrapper": optax.contrib.schedule_free(ADAM, learning_rate=1.0),
+    }[how]
+    refused_before_any_step(optimizer, r"learning-rate-free \(ScheduleFreeState at opt_state"
+                            r".*schedule-free.*tune it by training, not with a range test")
+
+
+@pytest.mark.parametrize("how", ["outside", "injected"])
+def test_lookahead_is_refused_with_what_to_pass_instead(how):
+    optimizer = {
+        "outside": optax.lookahead(ADAM, sync_period=4, slow_step_size=0.5),
+        "injected": optax.inject_hyperparams(
+            lambda learning_rate: optax.lookahead(optax.adam(learning_rate), 4, 0.5)
+        )(learning_rate=1e-3),
+    }[how]
+    refused_before_any_step(optimizer, r"cannot run this optimizer \(LookaheadState at "
+                            r"opt_state.*params\.fast.*Find the LR of its fast optimizer")
+
+
+def refused_before_any_step(optimizer, message):
+    """lr_find raises a ValueError matching ``message`` and never calls the loss."""
+    loss = CountingLoss()
+    with pytest.raises(ValueError, match=message):
+        lr_find(init_mlp(0), optimizer, make_data(12), loss, num_steps=12, options=QUIET)
+    assert loss.calls == 0

@@ -105,3 +105,21 @@ def test_vmapped_candidates_validate_once_each_not_after_every_update():
     assert candidates >= 9
     assert candidates <= len(calls) <= 2 * candidates
     assert len(calls) < result.search.steps_trained / 4
+
+
+def test_one_shot_val_data_is_read_once_a_call_and_scores_as_a_list_would():
+    params, data, (inputs, labels) = init_mlp(1), make_data(60, seed=1), make_data(4, seed=8)
+    listed = [(inputs[i], labels[i]) for i in range(4)]
+    from_list = lr_find(params, optax.sgd, data, mlp_loss, val_data=listed, **SEARCH)
+    reads = []
+
+    def generator():
+        reads.append(1)
+        yield from listed
+
+    from_generator = lr_find(params, optax.sgd, data, mlp_loss, val_data=generator(), **SEARCH)
+    assert reads == [1]
+    np.testing.assert_allclose(from_generator.search.scores, from_list.search.scores,
+                               rtol=1e-5)  # float32 programs of the two data forms
+    np.testing.assert_array_equal(from_generator.search.rungs, from_list.search.rungs)
+    assert len(from_list.search.rungs) > 1  # more than one plan validated

@@ -144,3 +144,13 @@ def test_without_val_data_held_out_batches_are_never_trained_on():
     assert validated == held_out
     assert result.search.held_out_batches == 4
     assert math.isfinite(result.search.lr)
+
+
+@pytest.mark.parametrize("one_shot", [False, True])
+def test_too_little_data_to_hold_out_is_a_value_error_and_restores(one_shot):
+    model, optimizer, data, _ = search_case(seed=5)
+    before = capture(model, optimizer)
+    train = iter(data[:1]) if one_shot else data[:1]  # a generator's length is unknown
+    with pytest.raises(ValueError, match="train_data holds 1 batches; the search holds out "):
+        lr_find(model, optimizer, train, cross_entropy, **SEARCH)
+    assert_restored(before, model, optimizer)
