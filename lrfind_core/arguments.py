@@ -16,7 +16,10 @@ import numpy as np
 def check_positive_float(name: str, value: object) -> float:
     """Return ``value`` as a float if it is a finite number > 0, else raise."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+        hint = ""
+        if hasattr(value, "__float__") and np.ndim(value) == 0:  # a 0-d jax/torch array
+            hint = f": pass a Python float, {name}=float(...)"
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}{hint}")
     value = float(value)
     if not math.isfinite(value) or value <= 0.0:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")

@@ -35,6 +35,7 @@ import numpy as np
 
 from lrfind_core import judging
 from lrfind_core.batch_source import held_out_error, is_exhausted
+from lrfind_core.curve_signal import MIN_FALL_IN_NOISE, fall_in_noise_units
 from lrfind_core.notices import warn_user
 from lrfind_core.plan import RunPlan, RunRecord, plan_independent, plan_sweeps
 from lrfind_core.result import LRFindResult
@@ -297,6 +298,8 @@ def result_notices(result: LRFindResult) -> list[str]:
                 "the best LR may be higher. Raise end_lr, or give the sweep more data if it "
                 "ended early"
             )
+        if result.settings.mode != "independent":
+            notices += _noise_notices(result, detail.lr)
     ensemble = result.ensemble
     if ensemble is not None and ensemble.num_sweeps > 1:
         first = ensemble.sweep_losses[0]
@@ -311,6 +314,23 @@ def result_notices(result: LRFindResult) -> list[str]:
                 "(each curve reads the next batches) or randomness"
             )
     return notices
+
+
+def _noise_notices(result: LRFindResult, lr: float) -> list[str]:
+    """A sweep whose smoothed curve fell by less than its own noise allows may be
+    noise (:mod:`lrfind_core.curve_signal`)."""
+    settings = result.settings
+    begin = result.planned_points // 10 if settings.skip_start is None else settings.skip_start
+    measured = fall_in_noise_units(result.losses, result.smoothed_losses, begin, settings.beta)
+    if measured is None or measured[0] >= MIN_FALL_IN_NOISE:
+        return []
+    units, sigma = measured
+    return [
+        f"the smoothed loss fell by only {units:.1f}x its own noise over the sweep (the "
+        f"batch-to-batch noise is {sigma:.3g}): the curve may be noise, and the suggestion "
+        f"{lr:.3g} a guess. If the loss never started to fall, raise end_lr; else average "
+        "more (Settings(num_sweeps=5)) or use larger batches"
+    ]
 
 
 def _search_edge(result: LRFindResult) -> list[str]:

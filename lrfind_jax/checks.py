@@ -17,6 +17,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+try:
+    from jax.extend.core import Literal
+except ImportError:  # jax before jax.extend.core held it
+    from jax.core import Literal
+
 
 def check_rng(rng: Any) -> Any:
     """``rng`` is None or a PRNG key (``jax.random.key`` or a legacy ``uint32[2]``)."""
@@ -47,9 +52,11 @@ def check_params(params: Any) -> None:
         if not jnp.issubdtype(dtype, jnp.inexact):
             raise ValueError(
                 f"params{where} has dtype {dtype}: lr_find differentiates and updates every "
-                "leaf of params. Move what is not trained (step counters, integer buffers, "
-                "masks) into model_state= (loss_fn(params, model_state, batch, key) -> "
-                "(loss, new_model_state)), or pass only the float parameters"
+                "leaf of params. Keep what is not trained (step counters, integer buffers, "
+                "masks) out of them: lr_find: in model_state= (loss_fn(params, model_state, "
+                "batch, key) -> (loss, new_model_state)); lr_find_linen: in a collection other "
+                "than 'params'; lr_find_nnx: in an nnx.Variable that is not an nnx.Param, or "
+                "outside wrt=; or pass only the float parameters"
             )
     if not any(jnp.issubdtype(jnp.result_type(leaf), jnp.inexact) for leaf in leaves):
         raise ValueError("params has no floating-point array to train")
@@ -234,7 +241,7 @@ def check_loss_output(
         return out
 
     check_loss_signature(loss_fn, stateful)
-    out = jax.eval_shape(call, params, model_state, batch, key)
+    traced, out = jax.make_jaxpr(call, return_shape=True)(params, model_state, batch, key)
     if stateful:
         if not isinstance(out, tuple | list) or len(out) != 2:
             raise TypeError(
@@ -260,7 +267,26 @@ def check_loss_output(
         )
     if not jnp.issubdtype(loss.dtype, jnp.floating):
         raise TypeError(f"loss_fn must return a floating-point loss, got dtype {loss.dtype}")
+    if not depends_on_inputs(traced.jaxpr, len(jax.tree_util.tree_leaves(params)), 0):
+        raise ValueError(
+            "loss_fn's loss does not depend on the params it is given, so no step would "
+            "change them: compute it from its params argument (a loss that closes over "
+            "params from outside the function is a common slip)"
+        )
     return np.dtype(loss.dtype)
+
+
+def depends_on_inputs(jaxpr: Any, first_inputs: int, output: int) -> bool:
+    """Whether output ``output`` of ``jaxpr`` may depend on its first ``first_inputs``
+    inputs: an equation with any such input taints all of its outputs (so a nested
+    jaxpr counts as a whole, and ``stop_gradient`` too). False only when no path
+    exists, as for a loss computed without its params."""
+    tainted = set(jaxpr.invars[:first_inputs])
+    for equation in jaxpr.eqns:
+        if any(not isinstance(var, Literal) and var in tainted for var in equation.invars):
+            tainted.update(equation.outvars)
+    result = jaxpr.outvars[output]
+    return not isinstance(result, Literal) and result in tainted
 
 
 __all__ = [

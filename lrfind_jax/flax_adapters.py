@@ -24,6 +24,7 @@ import jax
 
 from lrfind_core.arguments import check_callable
 from lrfind_core.result import LRFindResult
+from lrfind_core.settings import resolve_settings
 from lrfind_jax.checks import (
     LossForm,
     check_loss_form,
@@ -319,8 +320,9 @@ def lr_find_linen(
       mutable: collections the model updates in training (only those present in
         ``variables`` are used; none: ``apply_fn`` is called without ``mutable``).
       rng_streams: names of the RNG streams to feed.
-      **keywords: the keywords of :func:`lrfind_jax.lr_find`. With ``val_data``,
-        ``options.val_loss_fn(apply, batch)`` is required: the loss in eval mode
+      **keywords: the keywords of :func:`lrfind_jax.lr_find`. With ``val_data`` or
+        ``mode="search"``, ``options.val_loss_fn(apply, batch)`` is required: the loss in
+        eval mode
         (``apply`` then passes nothing mutable and no RNG streams; call it with
         your model's eval flag, e.g. ``train=False``).
     """
@@ -338,11 +340,13 @@ def lr_find_linen(
     if not isinstance(variables, dict) or "params" not in variables:
         raise ValueError("variables must be a dict with a 'params' collection")
     options = checked_options(keywords.pop("options", None))
-    if keywords.get("val_data") is not None:
+    searching = _is_search(keywords)
+    if keywords.get("val_data") is not None or searching:  # a search always validates
         if options.val_loss_fn is None:
             raise ValueError(
-                "lr_find_linen with val_data needs options=JaxOptions(val_loss_fn=...): "
-                "val_loss_fn(apply, batch) -> the loss in eval mode, e.g. with train=False"
+                "lr_find_linen with val_data or mode='search' needs "
+                "options=JaxOptions(val_loss_fn=...): val_loss_fn(apply, batch) -> the loss "
+                "in eval mode, e.g. with train=False"
             )
         options = dataclasses.replace(
             options, val_loss_fn=LinenValidationLoss(apply_fn, options.val_loss_fn)
@@ -360,6 +364,18 @@ def lr_find_linen(
             f"{error}; pass rng=jax.random.key(0) to lr_find_linen to feed the "
             f"{list(rng_streams)} stream(s)"
         ) from error
+
+
+def _is_search(keywords: dict[str, Any]) -> bool:
+    """Whether ``lr_find``'s keywords ask for a search (settings that do not resolve
+    are left for ``lr_find`` to report)."""
+    common = ("mode", "for_schedule", "training_steps", "budget_steps")
+    try:
+        settings = resolve_settings(keywords.get("settings"),
+                                    **{name: keywords.get(name) for name in common})
+    except (TypeError, ValueError):
+        return False
+    return settings.mode == "search"
 
 
 TRAIN_STATE_FORMS = (

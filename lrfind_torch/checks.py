@@ -114,6 +114,17 @@ def check_loss_options(loss_fn: Any, step_fn: Any) -> None:
         raise TypeError(f"{name} must be callable, got {type(function).__name__}")
 
 
+def check_gradients_reach(optimizer: torch.optim.Optimizer) -> None:
+    """After the first backward, some parameter of the optimizer has a gradient: else
+    the loss does not depend on them and no step would change the model."""
+    if all(p.grad is None for group in optimizer.param_groups for p in group["params"]):
+        raise ValueError(
+            "after the first backward no parameter of the optimizer has a gradient: the loss "
+            "does not depend on them (is it computed from another model, or from outputs "
+            "taken under torch.no_grad?), so no step would change them"
+        )
+
+
 def check_loss(loss: Any, source: str) -> None:
     """The loss is a floating scalar tensor that requires grad."""
     if not isinstance(loss, torch.Tensor):

@@ -50,7 +50,16 @@ def _cpu_copy(value: Any) -> Any:
         return copied
     if isinstance(value, list | tuple) and not hasattr(value, "_fields"):
         return type(value)(_cpu_copy(item) for item in value)
-    return copy.deepcopy(value)
+    return _deep_copy(value)
+
+
+def _deep_copy(value: Any) -> Any:
+    """A deep copy, or ``value`` itself when it cannot be copied (a lock, a file handle
+    in a param group): kept by reference, which the sweep does not replace."""
+    try:
+        return copy.deepcopy(value)
+    except (TypeError, copy.Error):
+        return value
 
 
 def _copy_back(original: Any, saved: Any) -> Any:
@@ -76,7 +85,7 @@ def _copy_back(original: Any, saved: Any) -> Any:
         for key in saved:
             original[key] = _copy_back(original[key], saved[key])
         return original
-    return copy.deepcopy(saved)
+    return _deep_copy(saved)
 
 
 def rng_states() -> dict[str, Any]:

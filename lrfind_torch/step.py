@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from lrfind_torch.batches import move_to_device
-from lrfind_torch.checks import check_loss
+from lrfind_torch.checks import check_gradients_reach, check_loss
 
 
 @dataclass
@@ -30,6 +30,7 @@ class TrainStep:
     max_grad_norm: float | None
     checked: bool = False
     reshape: bool = False
+    gradients_checked: bool = False
 
     def forward_loss(self, batch: Any) -> torch.Tensor:
         """The loss of one batch already on the device, under autocast if set."""
@@ -66,6 +67,9 @@ class TrainStep:
                 loss = self.micro_loss() / self.accumulation_steps
                 (loss if scaler is None else scaler.scale(loss)).backward()
                 total = loss.detach() if total is None else total + loss.detach()
+        if not self.gradients_checked:
+            check_gradients_reach(self.optimizer)
+            self.gradients_checked = True
         if self.max_grad_norm is not None:
             if scaler is not None:
                 scaler.unscale_(self.optimizer)

@@ -119,6 +119,8 @@ BAD_ARGUMENTS = [
     ((1e-3, 1.0, "10"), TypeError, "num_steps must be an int, got str"),
     (("1e-3", 1.0, 10), TypeError, "start_lr must be a real number, got str"),
     ((1e-3, None, 10), TypeError, "end_lr must be a real number, got NoneType"),
+    ((np.array(1e-3), 1.0, 10), TypeError,
+     "start_lr must be a real number, got ndarray: pass a Python float, start_lr=float(...)"),
 ]
 
 

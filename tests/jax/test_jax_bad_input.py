@@ -231,7 +231,10 @@ def test_bad_loss_fn_and_params(user):
 
 def test_an_integer_leaf_among_the_params_is_named_with_what_to_do(user):
     params, data = user
-    with pytest.raises(ValueError, match=r"params\['step'\] has dtype int32.*into model_state="):
+    with pytest.raises(ValueError, match=r"params\['step'\] has dtype int32.*lr_find: in "
+                       r"model_state=.*lr_find_linen: in a collection other than 'params'; "
+                       r"lr_find_nnx: in an nnx.Variable that is not an nnx.Param, or outside "
+                       r"wrt="):
         lr_find({**params, "step": jnp.zeros((), jnp.int32)}, ADAM, data, mlp_loss,
                 num_steps=STEPS)
 
@@ -305,3 +308,28 @@ def test_one_cycle_options_are_tried_when_the_options_are_built(keywords, error,
 def test_valid_one_cycle_options_are_kept():
     options = JaxOptions(one_cycle_options={"pct_start": 0.3, "div_factor": 10.0})
     assert options.one_cycle_options == {"pct_start": 0.3, "div_factor": 10.0}
+
+
+def test_a_loss_that_ignores_its_params_is_refused(user):
+    params, data = user
+    outer = init_mlp(1)
+
+    def closes_over_outer(p, batch):  # the slip: the params of the enclosing scope
+        return mlp_loss(outer, batch)
+
+    with pytest.raises(ValueError, match="loss_fn's loss does not depend on the params it is "
+                                         "given"):
+        lr_find(params, ADAM, data, closes_over_outer, num_steps=STEPS,
+                options=JaxOptions(progress=False))
+
+
+def test_a_loss_through_a_nested_jit_is_not_refused(user):
+    params, data = user
+
+    @jax.jit
+    def nested(p, batch):
+        return mlp_loss(p, batch)
+
+    result = lr_find(params, ADAM, data, nested, num_steps=STEPS,
+                     options=JaxOptions(progress=False))
+    assert result.meta["steps_trained"] == STEPS

@@ -242,7 +242,7 @@ def test_nnx_validation_points_run_the_module_in_eval_mode(ones_data):
 
 def test_linen_validation_needs_an_eval_loss(linen_setup, data):
     module, variables = linen_setup
-    with pytest.raises(ValueError, match=r"lr_find_linen with val_data needs "
+    with pytest.raises(ValueError, match=r"lr_find_linen with val_data or mode='search' needs "
                        r"options=JaxOptions\(val_loss_fn=\.\.\.\)"):
         lr_find_linen(module.apply, variables, ADAM, data, linen_loss, rng=jax.random.key(1),
                       val_data=data, **SWEEP)
@@ -259,6 +259,30 @@ def test_linen_validation_needs_an_eval_loss(linen_setup, data):
     assert result.meta["loss_kind"] == "validation"
     assert result.planned_points == STEPS // 4 and result.stop_reason in (
         "diverged", "non-finite loss")
+
+
+def test_a_linen_search_without_val_data_validates_with_the_eval_loss(linen_setup):
+    module, variables = linen_setup
+    inputs, labels = make_data(60, seed=3)
+    search = {"mode": "search", "training_steps": 60, "budget_steps": 150}
+    with pytest.raises(ValueError, match=r"with val_data or mode='search' needs "
+                       r"options=JaxOptions\(val_loss_fn"):
+        lr_find_linen(module.apply, variables, ADAM, (inputs, labels), linen_loss,
+                      rng=jax.random.key(1), **search)
+    calls = []
+
+    def eval_loss(apply, batch):
+        calls.append(1)
+        return optax.softmax_cross_entropy_with_integer_labels(
+            apply(batch[0], train=False), batch[1]).mean()
+
+    with pytest.warns(UserWarning, match="no val_data: the search holds out"):
+        result = lr_find_linen(module.apply, variables, ADAM, (inputs, labels), linen_loss,
+                               rng=jax.random.key(1),
+                               options=JaxOptions(progress=False, val_loss_fn=eval_loss),
+                               **search)
+    assert calls  # traced into the candidates' validation
+    assert np.isfinite(result.search.lr) and result.search.held_out_batches > 0
 
 
 class CallRngsNet(nnx.Module):

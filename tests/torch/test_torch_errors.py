@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torch_helpers import (
+    NUM_CLASSES,
     Setup,
     assert_restored,
     batches,
@@ -301,6 +302,26 @@ def test_optimizer_on_frozen_parameters_only() -> None:
         param.requires_grad_(False)
     optimizer = torch.optim.SGD(frozen, lr=0.1)
     refused_untouched(model, optimizer, "none of the optimizer's parameters has requires_grad")
+
+
+class UnusedHead(nn.Module):
+    """A model whose ``head`` the forward pass never uses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = tiny_mlp()
+        self.head = nn.Linear(NUM_CLASSES, NUM_CLASSES)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.body(inputs)
+
+
+def test_an_optimizer_whose_parameters_get_no_gradient_is_an_error_and_restores() -> None:
+    torch.manual_seed(0)
+    model = UnusedHead()
+    optimizer = torch.optim.SGD(model.head.parameters(), lr=0.1)
+    refused_untouched(model, optimizer, "after the first backward no parameter of the "
+                                        "optimizer has a gradient")
 
 
 @pytest.mark.parametrize(

@@ -544,3 +544,17 @@ def test_an_inner_optimizer_a_wrapper_holds_is_restored() -> None:
     lr_find(model, optimizer, data, cross_entropy, **SWEEP)
     assert torch.equal(model.weight, weights)
     assert all(torch.equal(inner.state[model.weight][key], moments[key]) for key in moments)
+
+
+def test_objects_a_param_group_holds_keep_their_identity_even_if_not_copyable() -> None:
+    import threading
+
+    torch.manual_seed(0)
+    model = nn.Linear(FEATURES, NUM_CLASSES)
+    tag, lock = {"layer": "head"}, threading.Lock()  # a lock cannot be deep-copied
+    optimizer = torch.optim.SGD([{"params": model.parameters(), "tag": tag, "lock": lock}],
+                                lr=0.1)
+    lr_find(model, optimizer, batches(16), cross_entropy, **SWEEP)
+    group = optimizer.param_groups[0]
+    assert group["tag"] is tag and tag == {"layer": "head"}
+    assert group["lock"] is lock
