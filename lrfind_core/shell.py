@@ -35,7 +35,7 @@ import numpy as np
 
 from lrfind_core import judging
 from lrfind_core.batch_source import held_out_error, is_exhausted
-from lrfind_core.curve_signal import MIN_FALL_IN_NOISE, fall_in_noise_units
+from lrfind_core.curve_signal import MIN_FALL_IN_NOISE, sweep_fall_in_noise_units
 from lrfind_core.notices import warn_user
 from lrfind_core.plan import RunPlan, RunRecord, plan_independent, plan_sweeps
 from lrfind_core.result import LRFindResult
@@ -298,7 +298,7 @@ def result_notices(result: LRFindResult) -> list[str]:
                 "the best LR may be higher. Raise end_lr, or give the sweep more data if it "
                 "ended early"
             )
-        if result.settings.mode != "independent":
+        else:
             notices += _noise_notices(result, detail.lr)
     ensemble = result.ensemble
     if ensemble is not None and ensemble.num_sweeps > 1:
@@ -317,11 +317,10 @@ def result_notices(result: LRFindResult) -> list[str]:
 
 
 def _noise_notices(result: LRFindResult, lr: float) -> list[str]:
-    """A sweep whose smoothed curve fell by less than its own noise allows may be
-    noise (:mod:`lrfind_core.curve_signal`)."""
-    settings = result.settings
-    begin = result.planned_points // 10 if settings.skip_start is None else settings.skip_start
-    measured = fall_in_noise_units(result.losses, result.smoothed_losses, begin, settings.beta)
+    """A sweep that ran to its end and whose smoothed curve fell by less than its own
+    noise allows may be noise (:mod:`lrfind_core.curve_signal`); not said again
+    beside a notice that the answer sits at an edge."""
+    measured = sweep_fall_in_noise_units(result)
     if measured is None or measured[0] >= MIN_FALL_IN_NOISE:
         return []
     units, sigma = measured

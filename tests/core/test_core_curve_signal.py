@@ -24,7 +24,7 @@ def test_a_curve_of_noise_measures_a_fall_of_a_few_noise_units():
 
 
 def test_the_warning_names_the_noise_and_what_to_do():
-    result = LRFindResult.from_curve(LRS, noise(3))
+    result = LRFindResult.from_curve(LRS, noise(2))  # its answer is not at an edge
     notices = [text for text in result_notices(result) if "its own noise" in text]
     assert len(notices) == 1
     assert "the curve may be noise" in notices[0] and "raise end_lr" in notices[0]
@@ -48,3 +48,13 @@ def test_short_noiseless_or_non_finite_curves_are_not_measured():
     broken = noise(1)
     broken[25] = np.nan  # measured up to the first non-finite point: 15 points
     assert fall_in_noise_units(broken, ewa_smooth(broken, 0.98, True), 10, 0.98) is None
+
+
+def test_no_noise_warning_beside_an_edge_warning_or_for_a_curve_that_stopped():
+    at_start = LRFindResult.from_curve(LRS, noise(3))  # its answer sits at the start
+    notices = result_notices(at_start)
+    assert len(notices) == 1 and "sits at the start of the swept range" in notices[0]
+    diverging = np.concatenate([noise(2)[:80], 0.7 * 4 ** np.linspace(1, 3, 20)])
+    stopped = LRFindResult.from_curve(LRS, diverging)
+    assert stopped.stop_step is not None
+    assert not [text for text in result_notices(stopped) if "its own noise" in text]
