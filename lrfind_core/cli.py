@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -64,6 +65,10 @@ def _demo(args: argparse.Namespace) -> int:
     if args.backend is not None and args.backend not in demos:
         print(f"no {args.backend} demo installed; installed: {sorted(demos)}", file=sys.stderr)
         return 2
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        print(f"lrfind demo: --out {args.out!r} is a file; the demo writes a folder there",
+              file=sys.stderr)
+        return 1
     ranked = sorted(demos, key=lambda name: (*DEMO_ORDER, name).index(name))
     # Every backend's entry point is declared whichever extras are installed: without
     # --backend, the first demo whose framework imports runs.

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from lrfind_core.aggregation import end_losses, median_curve, pad_curves, score_stop
-from lrfind_core.arguments import check_choice, check_curve
+from lrfind_core.arguments import check_choice, check_curve, check_int
 from lrfind_core.records import IndependentRuns, SearchRecord, SweepEnsemble
 from lrfind_core.schedule_aware import curve_kind, for_schedule
 from lrfind_core.settings import FOR_SCHEDULES, Settings
@@ -115,7 +115,8 @@ def judge_curve(
         raise ValueError("a curve needs at least one recorded point")
     for method in settings.methods:
         check_method(method)
-    planned = settings.num_steps if planned_points is None else int(planned_points)
+    planned = (settings.num_steps if planned_points is None
+               else check_int("planned_points", planned_points, minimum=1))
     smoothed = smooth(losses, settings)
     stop_step, code = find_stop(losses, smoothed, diverge_factor=settings.diverge_factor)
     if stop_step is not None:

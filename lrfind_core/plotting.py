@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from os import PathLike
 from typing import Any
@@ -49,6 +50,11 @@ def plot_result(
     check_int("hide_start", hide_start, minimum=0)
     check_int("hide_end", hide_end, minimum=0)
     check_choice("frame", frame, FRAMES)
+    if path is not None:
+        check_plot_file(path, "path")
+    if isinstance(methods, str):
+        raise TypeError(f"methods must be a sequence of method names, e.g. [{methods!r}], "
+                        f"got the string {methods!r}")
     if hide_start + hide_end >= len(result.lrs):
         raise ValueError(
             f"hide_start={hide_start} and hide_end={hide_end} leave none of the "
@@ -140,6 +146,29 @@ def _frame(ax: Any, drawn: np.ndarray, curve: np.ndarray, frame: str) -> None:
         ax.annotate(f"clipped: the smoothed loss rises to {peak:.3g}", xy=(0.99, 0.98),
                     xycoords="axes fraction", ha="right", va="top", fontsize="small",
                     color="0.35")
+
+
+def check_plot_file(path: Any, name: str = "path") -> None:
+    """``path`` names a file (not a folder) in a folder that exists, with a suffix
+    matplotlib writes (``.png``, ``.pdf``, ``.svg``...): without one, matplotlib
+    would silently save ``path + ".png"`` instead."""
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"{name} must be a file path, got {type(path).__name__}")
+    shown = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{name} {shown!r} is a folder; give a file path in it, e.g. its "
+                         "'lr_find.png'")
+    folder = os.path.dirname(os.path.abspath(shown))
+    if not os.path.isdir(folder):
+        raise ValueError(f"{name} {shown!r}: its folder {folder!r} does not exist")
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    suffix = os.path.splitext(shown)[1].lower().lstrip(".")
+    supported = sorted(FigureCanvasBase.get_supported_filetypes())
+    if suffix not in supported:
+        got = f"'.{suffix}'" if suffix else "none"
+        raise ValueError(f"{name} {shown!r} needs a file suffix matplotlib writes (one of "
+                         f"{', '.join(supported)}), got {got}")
 
 
 def _keep_lr_axis_drawable(ax: Any, lrs: np.ndarray) -> None:

@@ -328,6 +328,8 @@ class SearchRecord:
                              ("held_out_batches", "measured_lr", "horizon_exponent"))
         lrs = decode_floats(fields["lrs"], f"{field}.lrs", finite=True, positive=True)
         candidates = len(lrs)
+        if candidates == 0:  # every search runs candidates
+            raise expected(f"{field}.lrs", f"at least one candidate LR ({LR})", fields["lrs"])
         near = fields["near_best"]
         if near is not None:
             near_field = f"{field}.near_best"

@@ -37,6 +37,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from lrfind_core.arguments import (
     check_bool,
     check_choice,
@@ -142,6 +144,10 @@ class Settings:
     preset: str = "lrfind"
 
     def __post_init__(self) -> None:
+        for each in dataclasses.fields(self):  # numpy scalars as Python ones (JSON-ready)
+            value = getattr(self, each.name)
+            if isinstance(value, np.generic):
+                object.__setattr__(self, each.name, value.item())
         check_positive_float("start_lr", self.start_lr)
         check_positive_float("end_lr", self.end_lr)
         if self.start_lr >= self.end_lr:

@@ -38,6 +38,7 @@ from lrfind_core.batch_source import held_out_error, is_exhausted
 from lrfind_core.curve_signal import MIN_FALL_IN_NOISE, sweep_fall_in_noise_units
 from lrfind_core.notices import warn_user
 from lrfind_core.plan import RunPlan, RunRecord, plan_independent, plan_sweeps
+from lrfind_core.plotting import check_plot_file
 from lrfind_core.result import LRFindResult
 from lrfind_core.search import (
     MIN_HORIZON,
@@ -114,22 +115,10 @@ def device_kind(devices: list[str]) -> str:
 
 
 def check_plot_path(plot_path: Any) -> None:
-    """``plot_path`` is None or a file path (not a folder) in a folder that exists
-    (checked before any work)."""
-    if plot_path is None:
-        return
-    if not isinstance(plot_path, str | os.PathLike):
-        raise TypeError(f"plot_path must be a file path, got {type(plot_path).__name__}")
-    if os.path.isdir(plot_path):
-        raise ValueError(
-            f"plot_path {os.fspath(plot_path)!r} is a folder; give a file path in it, "
-            "e.g. its 'lr_find.png'"
-        )
-    folder = os.path.dirname(os.path.abspath(os.fspath(plot_path)))
-    if not os.path.isdir(folder):
-        raise ValueError(
-            f"plot_path {os.fspath(plot_path)!r}: its folder {folder!r} does not exist"
-        )
+    """``plot_path`` is None or a file lr_find can save the plot to (checked before any
+    work; see :func:`~lrfind_core.plotting.check_plot_file`)."""
+    if plot_path is not None:
+        check_plot_file(plot_path, "plot_path")
 
 
 def check_settings(settings: Settings) -> None:
@@ -162,6 +151,19 @@ def budget_notices(settings: Settings) -> list[str]:
         f"{budget} steps. Pass budget_steps={budget} to allow it, or use mode='sweep' for a "
         "training this short"
     ]
+
+
+def check_candidates_had_data(records: list[RunRecord]) -> None:
+    """A search's candidates all ran to their end: one that ran out of data (a one-shot
+    iterator shorter than a candidate's run) has no score, and the search no answer
+    it could stand by."""
+    short = [reason for each in records for reason in each.end_reasons if is_exhausted(reason)]
+    if short:
+        raise ValueError(
+            f"train_data ran out in the search's candidate runs ({short[0]}): a one-shot "
+            "iterator is kept, not cycled, and every candidate reads it from its start. Pass "
+            "more data, or a re-iterable (a list or DataLoader, which is cycled)"
+        )
 
 
 def check_held_out(has_validation: bool, num_batches: int | None) -> None:
@@ -215,6 +217,7 @@ def run_finder(
                                  has_validation, backend.num_batches(), notices)
             plan, record, records, search = (outcome.sweep, outcome.sweep_record,
                                              outcome.records, outcome.search)
+            check_candidates_had_data(records[1:])
             settings = dataclasses.replace(settings, num_steps=plan.num_steps)
         else:
             record = backend.run(plan, notices)
@@ -222,6 +225,7 @@ def run_finder(
         run_time = time.perf_counter() - run_started
     notices += run_notices(plan, record, settings)
     judgement = judge_record(plan, record, settings)
+    curve_validated = has_validation and settings.mode != "search"
     meta = {
         "backend": backend.name,
         "versions": backend.versions(),
@@ -230,8 +234,10 @@ def run_finder(
         "mode": settings.mode,
         "num_sweeps": settings.num_sweeps,
         "accumulation_steps": settings.accumulation_steps,
-        "loss_kind": "validation" if has_validation else "train",
-        "val_every": settings.val_every if has_validation else None,
+        # a search's curve is its bracketing sweep's training loss; its candidates'
+        # validation scores are in result.search
+        "loss_kind": "validation" if curve_validated else "train",
+        "val_every": settings.val_every if curve_validated else None,
         "runs": plan.num_runs,
         "steps_trained": sum(int(each.steps.sum()) for each in records),
         "end_reasons": record.end_reasons,

@@ -80,12 +80,9 @@ def lr_find(
     options = checked_options(options)
     check_loss_options(loss_fn, step_fn)
     check_model_and_optimizer(model, optimizer)
-    if not isinstance(train_data, Iterable) or isinstance(train_data, str | bytes):
-        raise TypeError(
-            f"train_data must be an iterable of batches, got {type(train_data).__name__}"
-        )
-    if val_data is not None and not isinstance(val_data, Iterable):
-        raise TypeError(f"val_data must be an iterable of batches, got {type(val_data).__name__}")
+    for name, data in (("train_data", train_data), ("val_data", val_data)):
+        if data is not None and (not isinstance(data, Iterable) or isinstance(data, str | bytes)):
+            raise TypeError(f"{name} must be an iterable of batches, got {type(data).__name__}")
     chosen = call_settings(
         settings, mode=mode, for_schedule=for_schedule, start_lr=start_lr, end_lr=end_lr,
         num_steps=num_steps, training_steps=training_steps, budget_steps=budget_steps,

@@ -118,3 +118,38 @@ def test_demo_command_runs_the_torch_demo_with_its_options(monkeypatch, tmp_path
                         lambda out_dir, seed: calls.append((out_dir, seed)) or 0)
     assert main(["demo", "--out", str(tmp_path), "--seed", "3"]) == 0
     assert calls == [(str(tmp_path), 3)]
+
+
+@pytest.mark.parametrize(("target", "message"), [
+    ("plots", "is a folder"),
+    ("plot", "needs a file suffix matplotlib writes"),
+])
+def test_show_refuses_a_plot_path_it_would_not_write_as_given(saved_result, tmp_path, capsys,
+                                                               target, message):
+    _, path = saved_result
+    (tmp_path / "plots").mkdir()
+    assert main(["show", str(path), "--plot", str(tmp_path / target)]) == 1
+    captured = capsys.readouterr()
+    assert message in captured.err and "plot saved" not in captured.out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plots", "result.json"]
+
+
+def test_plot_arguments_are_checked_before_drawing(saved_result, tmp_path):
+    result, _ = saved_result
+    with pytest.raises(TypeError, match=r"methods must be a sequence of method names, e\.g\. "
+                                        r"\['valley'\]"):
+        result.plot(methods="valley")
+    with pytest.raises(TypeError, match="path must be a file path, got int"):
+        result.plot(path=3)
+    with pytest.raises(ValueError, match="needs a file suffix"):
+        result.plot(path=tmp_path / "curve")
+
+
+def test_demo_refuses_an_out_path_that_is_a_file_in_one_line(tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    assert main(["demo", "--out", str(taken)]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        f"lrfind demo: --out {str(taken)!r} is a file; the demo writes a folder there"]
+    assert taken.read_text() == "mine"

@@ -72,13 +72,32 @@ def test_a_search_whose_best_stays_at_an_edge_of_its_candidates_says_so():
     assert np.argmin(scores) == 0 and result.search.measured_lr == lrs[0]
 
 
-def test_a_plot_that_cannot_be_saved_is_a_warning_and_the_result_is_kept(tmp_path):
-    unwritable = tmp_path / "plot.notaformat"  # its folder exists: it passes the early check
+def test_a_plot_that_cannot_be_saved_is_a_warning_and_the_result_is_kept(tmp_path,
+                                                                        monkeypatch):
+    import matplotlib.figure
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", full_disk)
     with pytest.warns(UserWarning, match=r"the result is complete, but saving the plot to .* "
-                      r"failed: ValueError: Format 'notaformat' is not supported"):
+                      r"failed: OSError: \[Errno 28\] No space left on device"):
         result = run_finder(FormulaBackend(sweep_minimum=-2.0), Settings(),
-                            plot_path=unwritable)
+                            plot_path=tmp_path / "plot.png")
     assert result.suggestion is not None
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("plot", "needs a file suffix matplotlib writes .*got none"),
+    ("plot.notaformat", "got '.notaformat'"),
+])
+def test_a_plot_path_without_a_suffix_matplotlib_writes_is_refused_before_any_work(
+        tmp_path, name, message):
+    backend = FormulaBackend(sweep_minimum=-2.0)
+    with pytest.raises(ValueError, match=f"plot_path .*{message}"):
+        run_finder(backend, Settings(), plot_path=tmp_path / name)
+    assert backend.plans == []
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_plot_is_saved_and_its_figure_closed(tmp_path):

@@ -472,3 +472,17 @@ def test_resmooth_of_independent_runs_is_refused():
                             settings=Settings(independent_lrs=8, steps_per_lr=5))
     with pytest.raises(ValueError, match="independent runs are scored unsmoothed"):
         result.resmooth(0.5)
+
+
+def test_numpy_numbers_in_the_settings_become_python_ones_and_save(tmp_path):
+    settings = Settings(num_steps=np.int64(30), beta=np.float32(0.5), end_lr=np.float64(1.0))
+    assert type(settings.num_steps) is int and type(settings.beta) is float
+    assert settings.beta == float(np.float32(0.5))
+    result = LRFindResult.from_curve(LRS[:30], falling_curve(30), settings=settings)
+    result.save(tmp_path / "r.json")
+    assert LRFindResult.load(tmp_path / "r.json").settings == result.settings
+
+
+def test_planned_points_must_be_positive():
+    with pytest.raises(ValueError, match="planned_points must be an int >= 1, got 0"):
+        LRFindResult.from_curve(LRS, falling_curve(), planned_points=0)

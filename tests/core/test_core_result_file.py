@@ -297,6 +297,9 @@ BAD_FILES = [
      "suggestions.search.lr", "expected the search's LR"),
     ("search-a-string", "search", _set("search", "yes"), "search",
      "expected an object, got 'yes'"),
+    ("search-no-candidates", "search",
+     lambda doc: doc["search"].update(lrs=[], horizons=[], rungs=[], scores=[]),
+     "search.lrs", "expected at least one candidate LR"),
 ]
 
 

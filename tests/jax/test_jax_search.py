@@ -31,7 +31,7 @@ def test_a_search_stays_in_budget_and_leaves_the_params_alone(schedule):
     assert search.schedule == schedule
     assert np.all(np.isfinite(search.scores[search.rungs == 0][:3]))
     assert result.suggestion == search.lr
-    assert result.meta["backend"] == "jax" and result.meta["loss_kind"] == "validation"
+    assert result.meta["backend"] == "jax" and result.meta["loss_kind"] == "train"  # the sweep
 
 
 def test_one_cycle_candidates_follow_optax_own_schedule_and_its_options():

@@ -118,6 +118,13 @@ def test_empty_loader(setup: Setup) -> None:
 
 def test_train_data_not_iterable(setup: Setup) -> None:
     expect_error(setup, TypeError, "train_data must be an iterable", train_data=12)
+    expect_error(setup, TypeError, "train_data must be an iterable of batches, got str",
+                 train_data="abc")
+
+
+def test_val_data_that_is_a_string_is_refused_before_any_step(setup: Setup) -> None:
+    expect_error(setup, TypeError, "val_data must be an iterable of batches, got str",
+                 val_data="abc", mode="search", training_steps=60, budget_steps=150)
 
 
 def test_dict_batch_without_step_fn(setup: Setup) -> None:

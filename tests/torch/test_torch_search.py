@@ -43,7 +43,7 @@ def test_a_search_trains_candidates_within_its_budget_and_restores_everything(sc
     assert np.isfinite(search.scores).sum() >= 3
     assert result.suggestion == search.lr
     assert search.lrs.min() <= search.lr <= search.lrs.max()
-    assert result.meta["loss_kind"] == "validation"
+    assert result.meta["loss_kind"] == "train"  # the curve is the bracketing sweep
     assert result.meta["mode"] == "search"
 
 
@@ -153,4 +153,13 @@ def test_too_little_data_to_hold_out_is_a_value_error_and_restores(one_shot):
     train = iter(data[:1]) if one_shot else data[:1]  # a generator's length is unknown
     with pytest.raises(ValueError, match="train_data holds 1 batches; the search holds out "):
         lr_find(model, optimizer, train, cross_entropy, **SEARCH)
+    assert_restored(before, model, optimizer)
+
+
+def test_a_one_shot_iterator_too_short_for_the_candidates_is_a_clear_error_and_restores():
+    model, optimizer, data, val = search_case(seed=6)
+    before = capture(model, optimizer)
+    with pytest.raises(ValueError, match=r"train_data ran out in the search's candidate runs "
+                                         r"\(data exhausted after \d+ steps\)"):
+        lr_find(model, optimizer, iter(data[:5]), cross_entropy, val_data=val, **SEARCH)
     assert_restored(before, model, optimizer)
