@@ -82,6 +82,7 @@ def check_model_and_optimizer(model: Any, optimizer: Any) -> None:
             "change the model; build the optimizer on the trainable parameters"
         )
     check_optimizer_kind(optimizer)
+    check_not_mid_accumulation(optimizer)
     for index, group in enumerate(optimizer.param_groups):
         lr = float(group["lr"])
         if index == 0 and not (math.isfinite(lr) and lr > 0):
@@ -112,6 +113,19 @@ def check_loss_options(loss_fn: Any, step_fn: Any) -> None:
     if not callable(function):
         name = "loss_fn" if loss_fn is not None else "step_fn"
         raise TypeError(f"{name} must be callable, got {type(function).__name__}")
+
+
+def check_not_mid_accumulation(optimizer: Any) -> None:
+    """An ``accelerate``-prepared optimizer (duck-typed: nothing is imported) is not
+    between the micro-batches of ``accelerator.accumulate()``, where its ``step()``
+    does nothing and the sweep would train nothing."""
+    state = getattr(optimizer, "gradient_state", None)
+    if state is not None and getattr(state, "sync_gradients", True) is False:
+        raise ValueError(
+            "the accelerate optimizer is between micro-batches of accelerator.accumulate() "
+            "(gradient_state.sync_gradients is False), where its step() does nothing: call "
+            "lr_find outside the accumulation loop, or after a step that synced"
+        )
 
 
 def check_gradients_reach(optimizer: torch.optim.Optimizer) -> None:

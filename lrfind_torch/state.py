@@ -6,6 +6,9 @@ A :class:`TrainingSnapshot` records, before the sweep:
   their values), the entries of each submodule's parameter and buffer dicts (a
   buffer registered as ``None`` stays ``None``), each submodule's ``training``
   flag, and each parameter's ``.grad`` and ``requires_grad``;
+* each submodule's public plain attributes: the objects (added ones are removed),
+  the contents of lists, dicts and sets among them, and the values of tensors
+  (an object's own inner state is not copied);
 * the optimizer's per-parameter state (objects and CPU copies), its param groups
   (``lr`` and ``initial_lr`` included) and its plain attributes (for example the
   ``_opt_called`` flag an LR scheduler uses), and the same of every optimizer it
@@ -123,6 +126,11 @@ class _ModuleRecord:
     tensors: list[torch.Tensor] = field(default_factory=list)
     training: list[tuple[torch.nn.Module, bool]] = field(default_factory=list)
     grads: list[tuple[torch.Tensor, torch.Tensor | None, bool]] = field(default_factory=list)
+    attributes: list[tuple[torch.nn.Module, dict[str, Any], dict[str, Any]]] = field(
+        default_factory=list)
+    """Per submodule: its public plain attributes (the objects) and the contents of
+    those that are lists, dicts or sets (a ``training_step`` that appends to
+    ``self.outputs``, a counter ``self.calls += 1``)."""
 
     @classmethod
     def capture(cls, module: torch.nn.Module, values: dict[str, Any]) -> _ModuleRecord:
@@ -145,6 +153,7 @@ class _ModuleRecord:
                         record.grads.append((tensor, tensor.grad, tensor.requires_grad))
                         if tensor.grad is not None:
                             values["grads"][key] = tensor.grad.detach().to("cpu", copy=True)
+            record.attributes.append(_public_attributes(submodule, record, values, seen))
         return record
 
     def restore(self, values: dict[str, Any]) -> None:
@@ -157,12 +166,49 @@ class _ModuleRecord:
         for tensor in self.tensors:
             with torch.no_grad():
                 tensor.copy_(values["tensors"][str(id(tensor))])
+        for module, public, contents in self.attributes:
+            attributes = vars(module)
+            for name in [name for name in attributes if _is_public(name)]:
+                if name not in public:  # added by the sweep
+                    del attributes[name]
+            attributes.update(public)
+            for name, saved in contents.items():
+                held = public[name]
+                held.clear()
+                if isinstance(held, list):
+                    held.extend(saved)
+                else:
+                    held.update(saved)
         for module, training in self.training:
             module.training = training
         for param, grad, requires_grad in self.grads:
             param.requires_grad_(requires_grad)
             saved = values["grads"].get(str(id(param)))
             param.grad = None if grad is None else _copy_back(grad, saved)
+
+
+def _is_public(name: str) -> bool:
+    """A user's attribute of a module (torch keeps its own under ``_`` names)."""
+    return not name.startswith("_") and name != "training"
+
+
+def _public_attributes(
+    module: torch.nn.Module, record: _ModuleRecord, values: dict[str, Any], seen: set[int]
+) -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any]]:
+    """``module``'s public plain attributes, the contents of its lists, dicts and sets,
+    and (into ``record``/``values``) a CPU copy of each tensor among them."""
+    public = {name: value for name, value in vars(module).items() if _is_public(name)}
+    contents: dict[str, Any] = {}
+    for name, value in public.items():
+        if isinstance(value, list | dict | set):
+            contents[name] = copy.copy(value)
+        elif (isinstance(value, torch.Tensor) and id(value) not in seen
+              and not value.is_inference() and not value.is_meta):  # neither can change
+            seen.add(id(value))
+            record.tensors.append(value)
+            if str(id(value)) not in values["tensors"]:
+                values["tensors"][str(id(value))] = value.detach().to("cpu", copy=True)
+    return module, public, contents
 
 
 @dataclass

@@ -67,3 +67,27 @@ def test_prepared_objects_work_as_they_are_and_come_back_exactly(seedable: bool)
     train_one_epoch(accelerator, plain_model, plain_optimizer, plain_loader)
     for name, value in plain_model.state_dict().items():
         assert torch.equal(value, model.state_dict()[name]), name
+
+
+def test_a_call_between_micro_batches_of_accumulate_is_refused_before_any_step() -> None:
+    GradientState._reset_state()
+    torch.manual_seed(0)
+    accelerator = Accelerator(cpu=True, gradient_accumulation_steps=2)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    inputs = torch.randn(64, 4)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(inputs, inputs.sum(dim=1, keepdim=True)), batch_size=16)
+    model, optimizer, loader = accelerator.prepare(
+        model, torch.optim.AdamW(model.parameters(), lr=1e-3), loader)
+    batch = next(iter(loader))
+    with accelerator.accumulate(model):  # the first micro-batch of a window of two
+        accelerator.backward(torch.nn.functional.mse_loss(model(batch[0]), batch[1]))
+        optimizer.step()
+        optimizer.zero_grad()
+    assert accelerator.gradient_state.sync_gradients is False
+    before = capture(model, optimizer)
+    with pytest.raises(ValueError, match=r"between micro-batches of accelerator\.accumulate\(\) "
+                                         r"\(gradient_state\.sync_gradients is False\)"):
+        lr_find(model, optimizer, loader, torch.nn.functional.mse_loss, num_steps=8,
+                options=TorchOptions(progress=False))
+    assert_restored(before, model, optimizer)

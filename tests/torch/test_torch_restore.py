@@ -558,3 +558,49 @@ def test_objects_a_param_group_holds_keep_their_identity_even_if_not_copyable() 
     group = optimizer.param_groups[0]
     assert group["tag"] is tag and tag == {"layer": "head"}
     assert group["lock"] is lock
+
+
+class Stateful(nn.Module):
+    """A model that keeps Python state of its own in forward, as Lightning's
+    ``self.training_step_outputs.append(...)`` pattern does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(FEATURES, NUM_CLASSES)
+        self.outputs: list[float] = []
+        self.seen: dict[str, int] = {"calls": 0}
+        self.calls = 0
+        self.scale = torch.ones(NUM_CLASSES)  # a plain tensor attribute, not a buffer
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        self.scale.mul_(1.01)  # in place, before the graph uses it
+        out = self.linear(inputs) * self.scale
+        self.outputs.append(float(out.mean()))
+        self.seen["calls"] += 1
+        self.calls += 1
+        self.last = out.detach()  # an attribute the sweep adds
+        return out
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_python_state_a_forward_keeps_is_put_back(fail: bool) -> None:
+    torch.manual_seed(0)
+    model = Stateful()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    outputs, seen, scale = model.outputs, model.seen, model.scale
+
+    def loss_fn(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if fail and model.calls == 4:
+            raise Boom("mid-sweep")
+        return cross_entropy(output, target)
+
+    if fail:
+        with pytest.raises(Boom):
+            lr_find(model, optimizer, batches(16), loss_fn, **SWEEP)
+    else:
+        lr_find(model, optimizer, batches(16), loss_fn, **SWEEP)
+    assert model.outputs is outputs and outputs == []
+    assert model.seen is seen and seen == {"calls": 0}
+    assert model.calls == 0
+    assert model.scale is scale and torch.equal(scale, torch.ones(NUM_CLASSES))
+    assert not hasattr(model, "last")
