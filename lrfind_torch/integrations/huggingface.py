@@ -13,7 +13,9 @@ what the trainer would train with:
   ``compute_loss_context_manager``), through lr_find's ``step_fn``;
 * ``args.gradient_accumulation_steps``, ``args.max_grad_norm`` and
   ``args.bf16``/``args.fp16`` (autocast, and a ``GradScaler`` for fp16);
-* ``args.lr_scheduler_type``: the schedule the suggestion is for (:data:`SCHEDULES`).
+* ``args.lr_scheduler_type``: the schedule the suggestion is for (:data:`SCHEDULES`),
+  unless a scheduler passed in ``optimizers=`` overrides it (:func:`read_scheduler`; one
+  lrfind cannot read is refused unless ``for_schedule=`` says which schedule it is).
 
 transformers itself is never imported here: the trainer is recognised by its class
 hierarchy and used through its methods.
@@ -22,6 +24,7 @@ hierarchy and used through its methods.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -31,7 +34,7 @@ import torch
 
 from lrfind_core.notices import warn_user
 from lrfind_core.result import LRFindResult
-from lrfind_core.settings import Settings, resolve_settings
+from lrfind_core.settings import FOR_SCHEDULES, Settings, resolve_settings
 from lrfind_torch.finder import lr_find
 from lrfind_torch.integrations import common
 from lrfind_torch.options import TorchOptions, checked_options
@@ -72,6 +75,38 @@ ANNEAL = {"linear": "linear", "cosine": "cos"}
 """Trainer schedules whose shape the search's candidates train under: torch's
 ``OneCycleLR`` with this anneal, the trainer's warmup share, no momentum cycling."""
 
+TRANSFORMERS_LAMBDAS: dict[str, str] = {
+    "_get_constant_lambda": "constant",
+    "_get_constant_schedule_with_warmup_lr_lambda": "constant_with_warmup",
+    "_get_linear_schedule_with_warmup_lr_lambda": "linear",
+    "_get_cosine_schedule_with_warmup_lr_lambda": "cosine",
+    "_get_cosine_with_hard_restarts_schedule_with_warmup_lr_lambda": "cosine_with_restarts",
+    "_get_cosine_with_min_lr_schedule_with_warmup_lr_rate_lambda": "cosine_warmup_with_min_lr",
+    "_get_polynomial_decay_schedule_with_warmup_lr_lambda": "polynomial",
+    "_get_inverse_sqrt_schedule_lr_lambda": "inverse_sqrt",
+    "_get_wsd_scheduler_lambda": "warmup_stable_decay",
+}
+"""The ``lr_lambda`` of a ``LambdaLR`` that ``transformers.optimization`` builds (its
+``get_*_schedule*`` functions) -> the :data:`SCHEDULES` name it reads as."""
+
+TORCH_DECAY_NOTE = (
+    "it decays from its first LR without a warmup: the suggestion is a constant LR, the one "
+    "to start from"
+)
+
+TORCH_SCHEDULERS: dict[str, tuple[str, str | None]] = {
+    "OneCycleLR": ("one_cycle", None),
+    "ReduceLROnPlateau": ("constant", common.PLATEAU_NOTE),
+    **dict.fromkeys(
+        ("StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR",
+         "CosineAnnealingWarmRestarts", "PolynomialLR"),
+        ("constant", TORCH_DECAY_NOTE),
+    ),
+}
+"""A ``torch.optim.lr_scheduler`` class (exactly, not a subclass) passed to the Trainer ->
+(lrfind's ``for_schedule``, why approximate or None), as ``lr_find_lightning`` reads them.
+``ConstantLR`` and ``LinearLR`` are read from their factors (:func:`read_scheduler`)."""
+
 SHAPE_DIV_FACTOR = 1e4
 """``OneCycleLR`` starts (and, with ``final_div_factor=1``, ends) at peak / this, near
 the 0 that the trainer's warmup starts from and its decay ends at."""
@@ -96,10 +131,10 @@ def lr_find_trainer(
       mode: as for :func:`~lrfind_torch.lr_find`; ``"search"`` scores its candidates
         on ``trainer.get_eval_dataloader()`` when the trainer has an ``eval_dataset``
         (else on held-out training batches).
-      for_schedule: what the suggestion is for; default: the one ``settings`` chose if
-        not ``"one_cycle"`` (the fastai preset's ``"curve"``), else read from
-        ``args.lr_scheduler_type`` (:data:`SCHEDULES`). An approximate reading is said
-        in a warning and in ``result.meta["huggingface"]["schedule_note"]``.
+      for_schedule: what the suggestion is for; default: the one ``settings`` chose if not
+        ``"one_cycle"`` (fastai's ``"curve"``), else read by :func:`trainer_schedule` from a
+        scheduler passed in ``optimizers=`` or ``args.lr_scheduler_type``; an approximate
+        reading is said in a warning and in ``result.meta["huggingface"]["schedule_note"]``.
       val_data: validation batches (any mode) instead of the trainer's eval dataloader.
       training_steps: the planned training (search mode); default: the trainer's
         optimizer steps, ``args.max_steps`` or epochs x optimizer steps per epoch.
@@ -121,13 +156,12 @@ def lr_find_trainer(
     args = trainer.args
     chosen = resolve_settings(settings)
     run_mode = mode if mode is not None else chosen.mode
-    schedule = scheduler_name(args)
-    configured, why = SCHEDULES.get(schedule, UNKNOWN_SCHEDULE)
-    assumed, from_trainer = common.suggestion_schedule(for_schedule, chosen, configured)
-    approximate = why if from_trainer else None
+    schedule, passed = scheduler_name(args), passed_scheduler(trainer)
+    assumed, from_trainer, approximate = trainer_schedule(schedule, passed, for_schedule, chosen)
     chosen = _with_trainer_accumulation(chosen, args)
     facts: dict[str, Any] = {
         "lr_scheduler_type": schedule,
+        "passed_scheduler": None if passed is None else type(passed).__name__,
         "for_schedule": assumed,
         "schedule_exact": approximate is None,
         "accumulation_steps": chosen.accumulation_steps,
@@ -139,13 +173,14 @@ def lr_find_trainer(
         training_steps, val_data = _search_inputs(
             trainer, train_data, run_mode == "search", training_steps,
             training_steps is None and chosen.training_steps is None, val_data, facts)
-        shape = None
-        if run_mode == "search" and assumed == "one_cycle" and schedule in ANNEAL:
+        shape = None  # args' shape: a passed scheduler keeps its own
+        if run_mode == "search" and assumed == "one_cycle" and not facts["passed_scheduler"]:
             shape = schedule_shape(args, schedule, training_steps or chosen.training_steps)
         options, option_facts = trainer_options(trainer, args, options, shape)
         facts.update(option_facts)
-        facts["schedule_note"] = schedule_note(schedule, assumed, from_trainer, approximate,
-                                               option_facts["one_cycle_options"] is not None)
+        facts["schedule_note"] = schedule_note(
+            schedule, assumed, from_trainer, approximate,
+            option_facts["one_cycle_options"] is not None, facts["passed_scheduler"])
         with common.usable_lrs(optimizer, notices):
             result = lr_find(
                 trainer.model, optimizer, train_data, step_fn=trainer_loss(trainer),
@@ -221,18 +256,92 @@ def scheduler_name(args: Any) -> str:
     return str(getattr(value, "value", value))
 
 
+def passed_scheduler(trainer: Any) -> Any | None:
+    """The scheduler passed to the Trainer (``optimizers=``), which ``trainer.train()``
+    uses instead of ``args.lr_scheduler_type``; None where ``train()`` builds one from
+    ``args`` (it rebuilds one it built before: ``_created_lr_scheduler``)."""
+    scheduler = getattr(trainer, "lr_scheduler", None)
+    if scheduler is None or getattr(trainer, "_created_lr_scheduler", False):
+        return None
+    return scheduler
+
+
+def trainer_schedule(
+    schedule: str, passed: Any | None, for_schedule: str | None, chosen: Settings
+) -> tuple[str, bool, str | None]:
+    """``(for_schedule, whether the trainer's schedule decided it, why that reading is
+    approximate or None)`` from ``passed`` (a scheduler passed to the Trainer) if any,
+    else from ``schedule`` (``args.lr_scheduler_type``). A passed scheduler that
+    :func:`read_scheduler` cannot read is refused unless ``for_schedule`` or the
+    settings choose."""
+    if passed is None:
+        reading: tuple[str, str | None] | None = SCHEDULES.get(schedule, UNKNOWN_SCHEDULE)
+    else:
+        reading = read_scheduler(passed)
+    configured = "one_cycle" if reading is None else reading[0]
+    assumed, from_trainer = common.suggestion_schedule(for_schedule, chosen, configured)
+    if not from_trainer:
+        return assumed, False, None
+    if reading is None:
+        choices = ", ".join(repr(name) for name in FOR_SCHEDULES)
+        raise ValueError(
+            f"lr_find_trainer: the trainer trains with the scheduler passed to it in "
+            f"optimizers= ({type(passed).__name__}), not args.lr_scheduler_type, and lrfind "
+            f"cannot tell its schedule: pass for_schedule= ({choices}): 'constant' if it "
+            "holds the LR, 'one_cycle' if it warms up to a peak and decays"
+        )
+    return reading[0], True, reading[1]
+
+
+def read_scheduler(scheduler: Any) -> tuple[str, str | None] | None:
+    """``(for_schedule, why approximate or None)`` for a scheduler passed to the Trainer,
+    read from its class and attributes (it is never stepped): ``transformers``' own
+    schedules (:data:`TRANSFORMERS_LAMBDAS`) and torch's (:data:`TORCH_SCHEDULERS`,
+    ``ConstantLR``, ``LinearLR``). None where lrfind cannot tell: a ``LambdaLR`` of the
+    user's own function, a subclass, ``SequentialLR``..."""
+    kind = type(scheduler)
+    if kind.__module__ == "transformers.optimization" and kind.__name__ == "GreedyLR":
+        return SCHEDULES["greedy"]
+    if kind is not getattr(torch.optim.lr_scheduler, kind.__name__, None):
+        return None  # not torch's own class: a subclass may schedule otherwise
+    if kind.__name__ == "LambdaLR":
+        names = {transformers_schedule(function) for function in scheduler.lr_lambdas}
+        name = names.pop() if len(names) == 1 else None
+        return None if name is None else SCHEDULES[name]
+    if kind.__name__ in ("ConstantLR", "LinearLR"):
+        start, end = ((scheduler.factor, 1.0) if kind.__name__ == "ConstantLR"
+                      else (scheduler.start_factor, scheduler.end_factor))
+        if start == end or scheduler.last_epoch >= scheduler.total_iters:
+            return "constant", None  # it holds the LR from here on
+        return SCHEDULES["constant_with_warmup"] if start < end else ("constant", TORCH_DECAY_NOTE)
+    return TORCH_SCHEDULERS.get(kind.__name__)
+
+
+def transformers_schedule(function: Any) -> str | None:
+    """The :data:`SCHEDULES` name of a ``transformers.optimization`` LR lambda, else None."""
+    if isinstance(function, functools.partial):
+        function = function.func
+    if getattr(function, "__module__", None) != "transformers.optimization":
+        return None
+    return TRANSFORMERS_LAMBDAS.get(getattr(function, "__name__", ""))
+
+
 def schedule_note(
-    schedule: str, assumed: str, from_trainer: bool, approximate: str | None, shaped: bool
+    schedule: str, assumed: str, from_trainer: bool, approximate: str | None, shaped: bool,
+    passed: str | None = None,
 ) -> str:
     """Which schedule the suggestion assumes, in words (``meta["huggingface"]
-    ["schedule_note"]``, and the warning when ``approximate`` says why it is not exact)."""
+    ["schedule_note"]``, and the warning when ``approximate`` says why it is not exact).
+    ``passed``: the class of a scheduler passed to the Trainer, which overrides
+    ``schedule`` (``args.lr_scheduler_type``)."""
+    source = (f"the trainer's lr_scheduler_type={schedule!r}" if passed is None
+              else f"the scheduler passed to the Trainer ({passed})")
     if not from_trainer:
-        return (f"the suggestion is for for_schedule={assumed!r}, as asked (the trainer's "
-                f"lr_scheduler_type is {schedule!r})")
+        return f"the suggestion is for for_schedule={assumed!r}, as asked, not read from {source}"
     if approximate is None:
-        return f"the suggestion is for the trainer's lr_scheduler_type={schedule!r}"
-    note = (f"lr_find_trainer: the suggestion assumes for_schedule={assumed!r} for the "
-            f"trainer's lr_scheduler_type={schedule!r}: {approximate}")
+        return f"the suggestion is for {source}"
+    note = (f"lr_find_trainer: the suggestion assumes for_schedule={assumed!r} for "
+            f"{source}: {approximate}")
     if shaped:
         note += (f". The search's candidates trained under torch's OneCycleLR shaped like "
                  f"{schedule!r}: the trainer's warmup share, then a {ANNEAL[schedule]} anneal "
@@ -255,9 +364,12 @@ def planned_steps(args: Any, train_data: Any) -> int | None:
     return max(math.ceil(float(args.num_train_epochs) * per_epoch), 1)
 
 
-def schedule_shape(args: Any, schedule: str, training_steps: int) -> dict[str, Any]:
+def schedule_shape(args: Any, schedule: str, training_steps: int) -> dict[str, Any] | None:
     """``OneCycleLR`` keywords that shape a search candidate's schedule like the
-    trainer's linear or cosine decay after its warmup (``args.get_warmup_steps``)."""
+    trainer's linear or cosine decay after its warmup (``args.get_warmup_steps``); None
+    for a ``schedule`` not in :data:`ANNEAL`."""
+    if schedule not in ANNEAL:
+        return None
     warmup = int(args.get_warmup_steps(training_steps))
     return {
         "pct_start": min(warmup / training_steps, 1.0),
@@ -342,8 +454,11 @@ def restored_trainer(trainer: Any) -> Iterator[None]:
 __all__ = [
     "ANNEAL",
     "SCHEDULES",
+    "TORCH_SCHEDULERS",
+    "TRANSFORMERS_LAMBDAS",
     "lr_find_trainer",
     "planned_steps",
+    "read_scheduler",
     "schedule_note",
     "trainer_loss",
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,16 @@ from transformers import (
     BertForSequenceClassification,
     Trainer,
     TrainingArguments,
+    get_constant_schedule,
+    get_constant_schedule_with_warmup,
+    get_cosine_schedule_with_warmup,
     get_linear_schedule_with_warmup,
 )
 from transformers.trainer_utils import SchedulerType
 
 from lrfind_core.result import LRFindResult
 from lrfind_torch import TorchOptions
+from lrfind_torch.integrations import huggingface
 from lrfind_torch.integrations.huggingface import SCHEDULES, lr_find_trainer
 
 QUIET = TorchOptions(progress=False)
@@ -217,3 +222,157 @@ def test_bad_input_is_refused_before_anything_changes(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="training_steps belongs to mode='search'"):
         lr_find_trainer(trainer, training_steps=10, options=QUIET)
     assert trainer_attributes(trainer) == attributes and trainer.optimizer is None
+
+
+def passed_scheduler_trainer(folder: Path, make_scheduler: Callable[[Any], Any]) -> Trainer:
+    """A Trainer given ``optimizers=(AdamW, make_scheduler(AdamW))``; its
+    ``lr_scheduler_type`` stays the default ``"linear"``, which that scheduler overrides."""
+    model = tiny_bert()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    args = TrainingArguments(output_dir=str(folder), per_device_train_batch_size=16,
+                             max_steps=40, report_to="none", use_cpu=True, disable_tqdm=True)
+    return Trainer(model=model, args=args, train_dataset=TokenTask(128, 0),
+                   optimizers=(optimizer, make_scheduler(optimizer)))
+
+
+def constant_lambda(optimizer: Any) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+
+def test_a_passed_scheduler_lrfind_cannot_read_is_refused_before_any_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    trainer = passed_scheduler_trainer(tmp_path, constant_lambda)
+    model, optimizer, scheduler = trainer.model, trainer.optimizer, trainer.lr_scheduler
+    weights = {name: value.clone() for name, value in model.state_dict().items()}
+    before, rng = capture(model, optimizer), rng_states()
+    scheduled = (scheduler.state_dict(), [group["lr"] for group in optimizer.param_groups])
+    attributes = trainer_attributes(trainer)
+    calls: list[str] = []
+    monkeypatch.setattr(Trainer, "compute_loss", lambda *a, **k: calls.append("loss"))
+    monkeypatch.setattr(Trainer, "get_train_dataloader", lambda *a: calls.append("data"))
+    with pytest.raises(ValueError, match=r"optimizers= \(LambdaLR\).*pass for_schedule="):
+        lr_find_trainer(trainer, **SWEEP)
+    with pytest.raises(ValueError, match="'constant' if it holds the LR"):
+        lr_find_trainer(trainer, mode="search", budget_steps=60, options=QUIET)
+    assert calls == []
+    assert_same(weights, dict(model.state_dict()), "model.state_dict()")
+    assert_restored(before, model, optimizer)
+    assert_rng_same(rng)
+    assert (scheduler.state_dict(), [g["lr"] for g in optimizer.param_groups]) == scheduled
+    assert trainer_attributes(trainer) == attributes and trainer.lr_scheduler is scheduler
+
+
+def test_for_schedule_measures_under_a_passed_scheduler_without_naming_lr_scheduler_type(
+    tmp_path: Path,
+) -> None:
+    trainer = passed_scheduler_trainer(tmp_path, constant_lambda)
+    scheduler = trainer.lr_scheduler
+    state = scheduler.state_dict()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run_and_check_restored(trainer, for_schedule="constant", **SWEEP)
+    assert not any("lr_scheduler_type" in str(w.message) for w in caught)
+    assert scheduler.state_dict() == state and trainer.lr_scheduler is scheduler
+    facts = result.meta["huggingface"]
+    assert facts["passed_scheduler"] == "LambdaLR" and facts["for_schedule"] == "constant"
+    assert facts["schedule_note"] == (
+        "the suggestion is for for_schedule='constant', as asked, not read from the "
+        "scheduler passed to the Trainer (LambdaLR)")
+    assert result.suggestion == result.suggest(for_schedule="constant").lr
+
+
+def sgd() -> torch.optim.SGD:
+    return torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+
+
+class HalvingStepLR(torch.optim.lr_scheduler.StepLR):
+    """A subclass: it may schedule otherwise than its base, so it is not read."""
+
+
+DECAYS = "it decays from its first LR without a warmup"
+
+# name -> (the scheduler for an optimizer, and (for_schedule, the start of why it is
+# approximate, or None where exact), or None where it cannot be read)
+PASSED_READINGS: dict[str, tuple[Callable[[Any], Any], tuple[str, str | None] | None]] = {
+    "transformers constant": (get_constant_schedule, ("constant", None)),
+    "transformers constant_with_warmup": (lambda o: get_constant_schedule_with_warmup(o, 4),
+                                          SCHEDULES["constant_with_warmup"]),
+    "transformers linear": (lambda o: get_linear_schedule_with_warmup(o, 4, 40),
+                            SCHEDULES["linear"]),
+    "transformers cosine": (lambda o: get_cosine_schedule_with_warmup(o, 4, 40),
+                            SCHEDULES["cosine"]),
+    "OneCycleLR": (lambda o: torch.optim.lr_scheduler.OneCycleLR(o, 0.1, total_steps=40),
+                   ("one_cycle", None)),
+    "ConstantLR factor 1": (lambda o: torch.optim.lr_scheduler.ConstantLR(o, 1.0, 4),
+                            ("constant", None)),
+    "ConstantLR warmup": (lambda o: torch.optim.lr_scheduler.ConstantLR(o, 0.5, 4),
+                          SCHEDULES["constant_with_warmup"]),
+    "LinearLR warmup": (lambda o: torch.optim.lr_scheduler.LinearLR(o, 0.1, 1.0, 4),
+                        SCHEDULES["constant_with_warmup"]),
+    "LinearLR decay": (lambda o: torch.optim.lr_scheduler.LinearLR(o, 1.0, 0.1, 40),
+                       ("constant", DECAYS)),
+    "CosineAnnealingLR": (lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, 40),
+                          ("constant", DECAYS)),
+    "StepLR": (lambda o: torch.optim.lr_scheduler.StepLR(o, 10),
+               ("constant", DECAYS)),
+    "ReduceLROnPlateau": (torch.optim.lr_scheduler.ReduceLROnPlateau,
+                          SCHEDULES["reduce_lr_on_plateau"]),
+    "own LambdaLR": (constant_lambda, None),
+    "StepLR subclass": (lambda o: HalvingStepLR(o, 10), None),
+    "SequentialLR": (lambda o: torch.optim.lr_scheduler.SequentialLR(
+        o, [torch.optim.lr_scheduler.LinearLR(o, 0.1, 1.0, 4),
+            torch.optim.lr_scheduler.CosineAnnealingLR(o, 36)], milestones=[4]), None),
+}
+
+
+@pytest.mark.parametrize("name", PASSED_READINGS)
+def test_a_passed_scheduler_is_read_from_its_class_without_stepping_it(name: str) -> None:
+    make_scheduler, expected = PASSED_READINGS[name]
+    optimizer = sgd()
+    scheduler = make_scheduler(optimizer)
+    state, lrs = scheduler.state_dict(), [group["lr"] for group in optimizer.param_groups]
+    reading = huggingface.read_scheduler(scheduler)
+    if expected is None or expected[1] is None:
+        assert reading == expected
+    else:
+        assert reading is not None and reading[0] == expected[0]
+        assert reading[1] is not None and reading[1].startswith(expected[1])
+    assert scheduler.state_dict() == state
+    assert [group["lr"] for group in optimizer.param_groups] == lrs
+
+
+@pytest.mark.parametrize(("make_scheduler", "assumed", "warned"), [
+    (lambda o: torch.optim.lr_scheduler.OneCycleLR(o, 1e-3, total_steps=40), "one_cycle", False),
+    (lambda o: torch.optim.lr_scheduler.StepLR(o, 10), "constant", True),
+])
+def test_a_readable_passed_scheduler_decides_the_schedule(
+    tmp_path: Path, make_scheduler: Callable[[Any], Any], assumed: str, warned: bool,
+) -> None:
+    trainer = passed_scheduler_trainer(tmp_path, make_scheduler)
+    name = type(trainer.lr_scheduler).__name__
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run_and_check_restored(trainer, **SWEEP)
+    facts = result.meta["huggingface"]
+    assert facts["passed_scheduler"] == name and facts["for_schedule"] == assumed
+    assert facts["schedule_exact"] is not warned
+    assert f"the scheduler passed to the Trainer ({name})" in facts["schedule_note"]
+    assert "lr_scheduler_type" not in facts["schedule_note"]
+    assert schedule_warnings(caught) == ([facts["schedule_note"]] if warned else [])
+    assert result.suggestion == result.suggest(for_schedule=assumed).lr
+
+
+def test_a_scheduler_the_trainer_built_itself_is_not_read_as_passed(tmp_path: Path) -> None:
+    trainer = make_trainer(tmp_path, max_steps=2, lr_scheduler_type="linear")
+    trainer.train()  # leaves its own linear LambdaLR in trainer.lr_scheduler
+    assert trainer.lr_scheduler is not None
+    trainer.args.lr_scheduler_type = "constant"  # the next train() builds a constant one
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = lr_find_trainer(trainer, **SWEEP)
+    assert schedule_warnings(caught) == []
+    facts = result.meta["huggingface"]
+    assert facts["passed_scheduler"] is None and facts["for_schedule"] == "constant"
+    assert facts["schedule_note"] == (
+        "the suggestion is for the trainer's lr_scheduler_type='constant'")
