@@ -12,9 +12,12 @@ The module's own hooks are called directly:
   returned with it (none: a constant LR) decides the schedule the suggestion is for
   (:data:`SCHEDULES`), while the range test sets the LR itself;
 * the data: ``train_dataloaders``, else the datamodule's ``train_dataloader()``
-  (after its ``prepare_data()`` and ``setup("fit")``), else the module's own;
+  (after its ``prepare_data()`` and ``setup("fit")``), else the module's own; several
+  train loaders (a dict, list or tuple of them) are combined as ``Trainer.fit`` combines
+  them, by Lightning's ``CombinedLoader`` in ``"max_size_cycle"`` mode, so
+  ``training_step`` gets a dict or list of batches;
   ``val_dataloaders`` (any mode), else in ``mode="search"`` the datamodule's or the
-  module's ``val_dataloader()``.
+  module's ``val_dataloader()`` (the first, of several).
 
 Validation loss (a sweep's ``val_data`` points, a search candidate's score) is
 ``training_step`` run in eval mode under ``torch.no_grad()``, not
@@ -29,16 +32,18 @@ every step, and ``print`` would raise. The module's Lightning metrics
 (``torchmetrics.Metric`` submodules, whose states are not buffers) are put back as
 they were, with everything lr_find restores.
 
-Nothing of Lightning is imported here: the module is recognised by its class
-hierarchy (``lightning`` or ``pytorch_lightning``, whichever it comes from).
+Nothing of Lightning is imported at import time: the module is recognised by its
+class hierarchy (``lightning`` or ``pytorch_lightning``, whichever it comes from), and
+only several train loaders import that package's ``CombinedLoader``.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -46,9 +51,11 @@ import torch
 from lrfind_core.notices import warn_user
 from lrfind_core.result import LRFindResult
 from lrfind_core.settings import Settings, resolve_settings
+from lrfind_core.shell import call_settings, check_plot_path, check_settings
+from lrfind_torch.batches import kept_loader_generators, kept_loader_positions
 from lrfind_torch.finder import lr_find
 from lrfind_torch.integrations import common
-from lrfind_torch.options import TorchOptions
+from lrfind_torch.options import TorchOptions, checked_options
 from lrfind_torch.state import rng_states, set_rng_states
 
 if TYPE_CHECKING:  # the type of **sweep, for type checkers only
@@ -112,7 +119,9 @@ def lr_find_lightning(
         its device (its ``setup``/``configure_model`` hooks are not called).
       datamodule: a ``LightningDataModule`` for the data; its ``prepare_data()`` and
         ``setup("fit")`` are called first (the RNGs are put back afterwards).
-      train_dataloaders: the training batches instead (one DataLoader or iterable).
+      train_dataloaders: the training batches instead: one DataLoader or iterable, or
+        several (a dict, list or tuple of loaders, or a ``CombinedLoader``), combined as
+        by ``Trainer.fit``.
       val_dataloaders: validation batches, used as ``val_data`` in every mode; without
         them ``mode="search"`` uses the datamodule's (or module's) ``val_dataloader()``.
       optimizer: use this optimizer instead of ``configure_optimizers()`` (for one
@@ -136,9 +145,8 @@ def lr_find_lightning(
     """
     package = lightning_package(module)
     check_module(module, optimizer)
-    common.check_sweep_keywords("lr_find_lightning", sweep)
     _check_data_arguments(datamodule, train_dataloaders, val_dataloaders)
-    chosen = resolve_settings(settings)
+    chosen = _checked_settings(settings, options, mode, for_schedule, training_steps, sweep)
     run_mode = mode if mode is not None else chosen.mode
     notices: list[str] = []
     facts: dict[str, Any] = {"package": package}
@@ -156,7 +164,7 @@ def lr_find_lightning(
             "another"
         )
     counts = {"log_calls_ignored": 0}
-    with stand_ins(module, counts), saved_metrics(module), common.usable_lrs(optimizer, notices):
+    with _kept_while_running(module, optimizer, train_data, counts, notices):
         result = lr_find(
             module, optimizer, train_data, step_fn=lightning_step(module, datamodule),
             mode=mode, for_schedule=assumed, val_data=val_data,
@@ -166,6 +174,38 @@ def lr_find_lightning(
     result.meta["lightning"] = facts
     warn_user(notices)
     return result
+
+
+def _checked_settings(
+    settings: Settings | str | None, options: Any, mode: str | None,
+    for_schedule: str | None, training_steps: int | None, sweep: dict[str, Any],
+) -> Settings:
+    """``settings`` resolved, once every argument lr_find will get is checked as it
+    checks them, before any hook of the module or datamodule runs (a bad ``start_lr``
+    should not wait for a download in ``prepare_data``)."""
+    common.check_sweep_keywords("lr_find_lightning", sweep)
+    checked_options(options)
+    keywords = {name: value for name, value in sweep.items() if name != "plot_path"}
+    check_settings(call_settings(settings, mode=mode, for_schedule=for_schedule,
+                                 training_steps=training_steps, **keywords))
+    check_plot_path(sweep.get("plot_path"))
+    return resolve_settings(settings)
+
+
+@contextmanager
+def _kept_while_running(module: Any, optimizer: torch.optim.Optimizer, train_data: Any,
+                        counts: dict[str, int], notices: list[str]) -> Iterator[None]:
+    """What lr_find itself does not put back, put back after it: the stand-ins, the
+    metrics, LRs a scheduler set to 0 and the generators and positions of combined
+    train loaders (lr_find sees only the :class:`CombinedBatches` around them)."""
+    loaders = train_data.loaders if isinstance(train_data, CombinedBatches) else []
+    with ExitStack() as stack:
+        stack.enter_context(kept_loader_positions(loaders))
+        stack.enter_context(kept_loader_generators(loaders))
+        stack.enter_context(stand_ins(module, counts))
+        stack.enter_context(saved_metrics(module))
+        stack.enter_context(common.usable_lrs(optimizer, notices))
+        yield
 
 
 def _check_data_arguments(datamodule: Any, train_dataloaders: Any,
@@ -205,18 +245,22 @@ def _module_data(
     if datamodule is not None:
         prepare_datamodule(datamodule)
     train_data, facts["train_data"] = _loader(
-        train_dataloaders, "train_dataloaders", datamodule, module, "train_dataloader", notices
+        train_dataloaders, "train_dataloaders", datamodule, module, "train_dataloader"
     )
     if train_data is None:
         raise ValueError(
             "no training data: pass train_dataloaders= or a datamodule, or define the "
             "module's train_dataloader()"
         )
+    train_data = train_batches(train_data, facts["train_data"], facts["package"])
+    if isinstance(train_data, CombinedBatches):
+        facts["train_data"] += f" ({len(train_data.loaders)} loaders, combined as by Trainer.fit)"
     val_data, facts["val_data"] = None, None
     if val_dataloaders is not None or searching:
         val_data, facts["val_data"] = _loader(
-            val_dataloaders, "val_dataloaders", datamodule, module, "val_dataloader", notices
+            val_dataloaders, "val_dataloaders", datamodule, module, "val_dataloader"
         )
+        val_data = _first_loader(val_data, facts["val_data"], notices)
     facts["val_loss"] = None if val_data is None else "training_step in eval mode, no grad"
     return train_data, val_data
 
@@ -276,19 +320,80 @@ def prepare_datamodule(datamodule: Any) -> None:
 
 
 def _loader(
-    given: Any, name: str, datamodule: Any, module: Any, hook: str, notices: list[str]
+    given: Any, name: str, datamodule: Any, module: Any, hook: str
 ) -> tuple[Any, str | None]:
-    """The batches: ``given``, else the datamodule's ``hook()``, else the module's."""
+    """The loader(s) as given: ``given``, else the datamodule's ``hook()``, else the
+    module's; and where they came from."""
     if given is not None:
-        return _first_loader(given, name, notices), name
+        return given, name
     for owner, label in ((datamodule, "datamodule"), (module, "module")):
         if overrides(owner, hook):
-            return _first_loader(getattr(owner, hook)(), f"{label}.{hook}()", notices), (
-                f"{label}.{hook}()")
+            return getattr(owner, hook)(), f"{label}.{hook}()"
     return None, None
 
 
-def _first_loader(value: Any, name: str, notices: list[str]) -> Any:
+class CombinedBatches:
+    """The batches ``training_step`` gets under ``Trainer.fit`` from several train
+    loaders: Lightning's ``CombinedLoader`` (in the mode fit uses, ``"max_size_cycle"``,
+    unless the user built one) yields ``(batch, batch_idx, dataloader_idx)``; this
+    yields the batch alone, a pass at a time, and has the length of a pass."""
+
+    def __init__(self, combined: Any) -> None:
+        self.combined = combined
+        self.loaders: list[Any] = list(combined.flattened)
+
+    def __iter__(self) -> Iterator[Any]:
+        for batch, _, _ in self.combined:
+            yield batch
+
+    def __len__(self) -> int:
+        lengths = [len(loader) for loader in self.loaders]  # a TypeError if one has none
+        return min(lengths) if getattr(self.combined, "_mode", None) == "min_size" else max(
+            lengths)
+
+
+def train_batches(value: Any, name: str, package: str) -> Any:
+    """The training batches of ``value`` as ``Trainer.fit`` makes them: a dict, list or
+    tuple of loaders, or a ``CombinedLoader``, as :class:`CombinedBatches` (one batch of
+    each loader per step, the shorter ones cycled); anything else as it is."""
+    if common.package_of(value, "CombinedLoader", PACKAGES) is not None:
+        combined = value
+    elif _several_loaders(value):
+        combined = _combined_loader_class(package, name)(value, mode="max_size_cycle")
+    else:
+        return value
+    if getattr(combined, "_mode", None) == "sequential":
+        raise ValueError(
+            f'{name} is a CombinedLoader(mode="sequential"), which Trainer.fit does not '
+            'train on either: use mode="max_size_cycle", "min_size" or "max_size"'
+        )
+    return CombinedBatches(combined)
+
+
+def _several_loaders(value: Any) -> bool:
+    """A dict of anything, or a list/tuple of loaders (a list of batches is a plain
+    iterable of batches)."""
+    if isinstance(value, Mapping):
+        return bool(value)
+    return (isinstance(value, Sequence) and not isinstance(value, str) and bool(value)
+            and _is_loader(value[0]))
+
+
+def _combined_loader_class(package: str, name: str) -> Any:
+    """Lightning's own ``CombinedLoader``, from the package the module comes from."""
+    path = ("lightning.pytorch" if package == "lightning" else package) + (
+        ".utilities.combined_loader")
+    try:
+        return importlib.import_module(path).CombinedLoader
+    except (ImportError, AttributeError) as error:
+        raise ValueError(
+            f"{name} holds several dataloaders, which Trainer.fit combines with "
+            f"{path}.CombinedLoader, and this {package} has none: pass one loader whose "
+            "batches are what training_step takes"
+        ) from error
+
+
+def _first_loader(value: Any, name: str | None, notices: list[str]) -> Any:
     """One loader from what Lightning accepts: a loader, or a list/tuple/dict of them."""
     several = None
     if isinstance(value, Mapping) and value:
@@ -395,8 +500,7 @@ def lightning_step(module: Any, datamodule: Any) -> Callable[[Any, Any], torch.T
         training = torch.is_grad_enabled()
         index = counters[training]
         counters[training] += 1
-        output = model.training_step(batch, index) if takes_index else model.training_step(
-            batch)
+        output = _called_without_trainer(model.training_step, batch, index, takes_index)
         if isinstance(output, Mapping):
             if "loss" not in output:
                 raise ValueError(
@@ -412,6 +516,24 @@ def lightning_step(module: Any, datamodule: Any) -> Callable[[Any, Any], torch.T
         return output
 
     return step
+
+
+def _called_without_trainer(training_step: Callable[..., Any], batch: Any, index: int,
+                            takes_index: bool) -> Any:
+    """``training_step(batch[, index])``; Lightning's bare "not attached to a Trainer"
+    (``self.optimizers()``, ``self.lr_schedulers()``, ``self.trainer``...) explained."""
+    try:
+        return training_step(batch, index) if takes_index else training_step(batch)
+    except RuntimeError as error:
+        if "not attached to a `Trainer`" not in str(error):
+            raise
+        raise RuntimeError(
+            "training_step uses the Trainer (self.optimizers(), self.lr_schedulers(), "
+            "self.trainer...), and lr_find_lightning calls it without one: skip that code "
+            "when the module has no Trainer (if self._trainer is not None: ...; to log the "
+            "LR, Lightning's LearningRateMonitor callback does it outside training_step), or "
+            "call lrfind_torch.lr_find with a step_fn that computes the loss"
+        ) from error
 
 
 def _takes_batch_index(training_step: Callable[..., Any]) -> bool:

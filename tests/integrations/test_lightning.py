@@ -15,6 +15,7 @@ import torchmetrics
 from torch_helpers import assert_restored, assert_rng_same, assert_same, capture, rng_states
 
 from lrfind_core.result import LRFindResult
+from lrfind_core.settings import Settings
 from lrfind_torch import TorchOptions
 from lrfind_torch.integrations.lightning import (
     lightning_package,
@@ -231,3 +232,109 @@ def test_bad_input_is_refused_with_a_clear_error() -> None:
         lr_find_lightning(module, train_dataloaders=loader(), **SWEEP)
     assert_rng_same(rng)
     assert_same(weights, dict(module.state_dict()), "state_dict")
+
+
+SEEN: list[Any] = []
+
+
+class TwoSources(Regressor):
+    """training_step on a dict (or list) of two ``(inputs, target)`` batches, as
+    Trainer.fit hands them over for a dict (list) of train loaders; records them in
+    ``SEEN`` (lr_find puts the module's own attributes back)."""
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            SEEN.append(batch)
+        parts = batch.values() if isinstance(batch, dict) else batch
+        return sum(Regressor.training_step(self, part, batch_idx) for part in parts)
+
+
+@pytest.mark.filterwarnings("ignore:.*isinstance\\(treespec, LeafSpec\\)")  # Lightning's own
+def test_several_train_loaders_are_combined_as_trainer_fit_combines_them() -> None:
+    from lightning.pytorch.utilities.combined_loader import CombinedLoader
+
+    def loaders() -> dict[str, torch.utils.data.DataLoader]:  # 2 and 4 batches
+        shuffled = torch.utils.data.DataLoader(
+            regression_data(32, 4), batch_size=16, shuffle=True,
+            generator=torch.Generator().manual_seed(5))
+        return {"a": shuffled, "b": torch.utils.data.DataLoader(regression_data(64, 6),
+                                                                batch_size=16)}
+
+    sweep = {**SWEEP, "num_steps": 6}
+    for given in (loaders(), list(loaders().values())):
+        module = TwoSources()
+        module.mean_loss(torch.tensor(3.0))
+        SEEN.clear()
+        result = run_and_check_restored(module, train_dataloaders=given, **sweep)
+        assert "(2 loaders, combined as by Trainer.fit)" in result.meta["lightning"]["train_data"]
+        # the loaders' generators are back, so a pass now is the pass lr_find read
+        expected = [batch for batch, _, _ in CombinedLoader(given, mode="max_size_cycle")]
+        assert len(expected) == 4 and type(SEEN[0]) is type(given)
+        assert_same(expected, SEEN[:4], "the batches training_step got")
+        second = "b" if isinstance(given, dict) else 1  # "a" is reshuffled at each cycle
+        assert_same([batch[second] for batch in expected[:2]],
+                    [batch[second] for batch in SEEN[4:6]], "the second pass")
+
+
+class Hooked(L.LightningDataModule):
+    """Records its hooks (and the module's configure_optimizers) in ``calls``."""
+
+    def __init__(self, calls: list[str]) -> None:
+        super().__init__()
+        self.calls = calls
+
+    def prepare_data(self) -> None:
+        self.calls.append("prepare_data")
+
+    def setup(self, stage: str) -> None:
+        self.calls.append(f"setup({stage})")
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        self.calls.append("train_dataloader")
+        return loader()
+
+
+def test_bad_arguments_are_refused_before_any_hook_runs(tmp_path: Any) -> None:
+    calls: list[str] = []
+    module = make_module()
+    module.configure_optimizers = lambda: calls.append("configure_optimizers")  # type: ignore[method-assign]
+    probe = torch.optim.SGD(module.parameters(), lr=0.1)
+    before = capture(module, probe)
+    cases = [
+        (ValueError, r"start_lr must be a finite number > 0", {"start_lr": -1.0}),
+        (ValueError, r"num_steps is the length of a classic sweep",
+         {"mode": "search", "training_steps": 100, "num_steps": 20}),
+        (ValueError, r"training_steps belongs to mode='search'", {"training_steps": 100}),
+        (ValueError, r"unknown suggestion method 'nope'",
+         {"settings": Settings(methods=("nope",))}),
+        (ValueError, r"needs a file suffix", {"plot_path": str(tmp_path / "curve.nosuch")}),
+        (TypeError, r"options must be lrfind_torch.TorchOptions", {"options": "quiet"}),
+    ]
+    for error, message, keywords in cases:
+        with pytest.raises(error, match=message):
+            lr_find_lightning(module, Hooked(calls), **keywords)
+        assert calls == [], f"hooks ran before {keywords} was refused"
+    assert_restored(before, module, probe)
+
+
+class LogsTheLR(Regressor):
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        self.log("lr", self.optimizers().param_groups[0]["lr"])
+        return super().training_step(batch, batch_idx)
+
+
+def test_self_optimizers_in_training_step_is_explained_and_everything_restored() -> None:
+    module = LogsTheLR()
+    module.mean_loss(torch.tensor(3.0))
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.01, momentum=0.9)
+    module.net(torch.ones(2, 4)).sum().backward()
+    optimizer.step()  # momentum state to put back
+    before = capture(module, optimizer)
+    metric = {name: getattr(module.mean_loss, name).clone() for name in ("mean_value", "weight")}
+    with pytest.raises(RuntimeError, match=r"training_step uses the Trainer \(self\.optimizers"
+                       r"\(\).*without one.*LearningRateMonitor") as caught:
+        lr_find_lightning(module, train_dataloaders=loader(), optimizer=optimizer, **SWEEP)
+    assert "not attached to a `Trainer`" in str(caught.value.__cause__)
+    assert_restored(before, module, optimizer)
+    assert_same(metric, {name: getattr(module.mean_loss, name) for name in metric}, "metric")
+    assert "log" not in vars(module) and "print" not in vars(module)
