@@ -15,6 +15,7 @@ Equinox is imported only when :func:`lr_find_equinox` is called.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,8 @@ from lrfind_core.arguments import check_callable
 from lrfind_core.result import LRFindResult
 from lrfind_jax.checks import LossForm, check_loss_form, refuse_keywords, refuse_tuple_loss
 from lrfind_jax.finder import lr_find
-from lrfind_jax.options import checked_options
+from lrfind_jax.flax_adapters import _is_search
+from lrfind_jax.options import JaxOptions, checked_options
 
 FORMS = {
     "plain": LossForm("without state= or rng=", 2, "loss_fn(model, batch) -> loss"),
@@ -35,6 +37,9 @@ FORMS = {
 
 STATE_HINT = ("a loss that returns the model's new state takes the form with state=: "
               + FORMS["state"].call)
+
+DATA_NAMES = ("y", "ys", "label", "labels", "target", "targets")
+"""Third parameter names of a ``loss(model, x, y)``, which takes the batch in two arguments."""
 
 
 def _equinox() -> Any:
@@ -80,8 +85,9 @@ class EquinoxValidationLoss:
     in inference mode), as ``(params, batch)`` or ``(params, state, batch)``.
 
     ``user_form``: the user's ``val_loss_fn(model, batch)`` or ``val_loss_fn(model,
-    state, batch)``; otherwise the training loss with ``key=None`` (inference mode
-    draws no random numbers), its loss only in the ``"state"`` form.
+    state, batch)``; otherwise the training loss with ``key=None`` (only without
+    ``rng=``, where training passes None too: with ``rng=`` lr_find_equinox requires
+    ``val_loss_fn``), its loss only in the ``"state"`` form.
     """
 
     static: Any
@@ -149,7 +155,9 @@ def lr_find_equinox(
         (dropout on, batch statistics); False runs it as it is. Validation points
         use ``eqx.nn.inference_mode(model)``, with ``options.val_loss_fn(model,
         batch)`` (``(model, state, batch)`` with ``state=``) if given, else
-        ``loss_fn`` with ``key=None``.
+        ``loss_fn`` with ``key=None``. With ``rng=``, ``val_data`` or
+        ``mode="search"`` (which always validates) requires ``val_loss_fn``: a
+        loss that takes a key may split it, and None cannot be split.
     """
     eqx = _equinox()
     if not isinstance(model, eqx.Module):
@@ -158,8 +166,9 @@ def lr_find_equinox(
     refuse_keywords(keywords, ("model_state",), "lr_find_equinox",
                     "pass the eqx.nn.State as state=")
     form = "state" if state is not None else "key" if rng is not None else "plain"
-    check_loss_form("lr_find_equinox", loss_fn, FORMS[form], tuple(FORMS.values()))
+    _check_loss(loss_fn, form)
     options = checked_options(keywords.pop("options", None))
+    _check_validation(keywords, options, rng, form)
     filter_spec = eqx.is_inexact_array if filter_spec is None else filter_spec
     training = eqx.nn.inference_mode(model, False) if options.train_mode else model
     params, static = eqx.partition(training, filter_spec)
@@ -177,6 +186,62 @@ def lr_find_equinox(
             f"{str(error).rstrip('. ')}: pass rng=jax.random.key(0) to lr_find_equinox and take "
             f"the step's key in loss_fn ({FORMS['key'].call}, or {FORMS['state'].call})"
         ) from error
+
+
+def _check_loss(loss_fn: Callable[..., Any], form: str) -> None:
+    """``check_loss_form``, but equinox's usual ``loss(model, x, y)`` (the batch in two
+    arguments) is told how to take the batch whole, not that it fits the key form
+    (``rng=`` would pass the key as ``y``)."""
+    try:
+        check_loss_form("lr_find_equinox", loss_fn, FORMS[form], tuple(FORMS.values()))
+    except TypeError:
+        if not _takes_x_y(loss_fn, strict=False):
+            raise
+    else:
+        if form != "key" or not _takes_x_y(loss_fn, strict=True):
+            return
+    name = getattr(loss_fn, "__name__", type(loss_fn).__name__)
+    name = "loss" if name == "<lambda>" else name
+    forms = "; ".join(f"{value.call} {value.given}" for value in FORMS.values())
+    raise TypeError(
+        f"{FORMS[form].given}, lr_find_equinox calls {FORMS[form].call}, but "
+        f"{name}{inspect.signature(loss_fn)} seems to take the batch in two arguments, as "
+        f"loss(model, x, y) does. lr_find_equinox passes the batch whole, in one of the forms "
+        f"{forms}. Adapt a loss(model, x, y) with lambda model, batch: {name}(model, *batch) "
+        "(without state= or rng=)"
+    )
+
+
+def _takes_x_y(loss_fn: Callable[..., Any], strict: bool) -> bool:
+    """Whether ``loss_fn`` has three positional parameters and the third is not a key:
+    named as a label (``strict``), or with no "key"/"rng" in its name."""
+    try:
+        parameters = inspect.signature(loss_fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    names = [parameter.name.lower() for parameter in parameters
+             if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD)]
+    if len(names) != 3:
+        return False
+    if strict:
+        return names[2] in DATA_NAMES
+    return names[2] != "k" and "key" not in names[2] and "rng" not in names[2]
+
+
+def _check_validation(keywords: dict[str, Any], options: JaxOptions, rng: Any, form: str) -> None:
+    """With ``rng=``, validation (``val_data``, or a search, which always validates) needs
+    the user's eval-mode ``val_loss_fn``: ``loss_fn`` would get ``key=None``, which a loss
+    that splits its key cannot take."""
+    validating = keywords.get("val_data") is not None or _is_search(keywords)
+    if not validating or rng is None or options.val_loss_fn is not None:
+        return
+    call = "val_loss_fn(model, state, batch)" if form == "state" else "val_loss_fn(model, batch)"
+    raise ValueError(
+        "lr_find_equinox with rng= and val_data or mode='search' (a search always validates) "
+        f"needs options=JaxOptions(val_loss_fn=...): {call} -> the loss in eval mode, without a "
+        "key (it gets the model as after eqx.nn.inference_mode(model), so Dropout is off). "
+        "loss_fn is not called with key=None, which a loss that splits its key cannot take"
+    )
 
 
 __all__ = ["FORMS", "EquinoxLoss", "EquinoxValidationLoss", "lr_find_equinox"]

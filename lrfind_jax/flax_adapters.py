@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -188,6 +189,7 @@ def lr_find_nnx(
         optimizer, wrt = _held_optimizer(optimizer, model, wrt)
     check_callable("loss_fn", loss_fn)
     call_rngs = rng is not None
+    _refuse_rngs_second(loss_fn)
     check_loss_form("lr_find_nnx", loss_fn, NNX_FORMS[call_rngs], NNX_FORMS)
     refuse_keywords(keywords, ("model_state",), "lr_find_nnx", "the module's own state is used")
     options = checked_options(keywords.pop("options", None))
@@ -200,18 +202,50 @@ def lr_find_nnx(
     else:
         val_loss = NnxValidationLoss(eval_graphdef, options.val_loss_fn)
     options = dataclasses.replace(options, train_mode=True, val_loss_fn=val_loss)
-    with _explained_rng_errors(call_rngs):
+    with _explained_rng_errors(call_rngs, loss_fn):
         return lr_find(params, optimizer, train_data, NnxLoss(graphdef, loss_fn, wrt, call_rngs),
                        model_state=rest, rng=rng, options=options, **keywords)
 
 
+def _tutorial_hint(loss_fn: Callable[..., Any]) -> str:
+    """How to pass a loss of Flax's tutorials, ``(model, rngs, batch) -> (loss, logits)``."""
+    name = getattr(loss_fn, "__name__", "loss_fn")
+    name = "loss_fn" if name == "<lambda>" else name
+    return (
+        f"lr_find_nnx calls loss_fn(module, batch, rngs) -> loss (with rng=), so a loss of Flax's "
+        f"tutorials, loss_fn(model, rngs, batch) -> (loss, logits) for nnx.value_and_grad(..., "
+        f"has_aux=True), goes in as lambda model, batch, rngs: {name}(model, rngs, batch)[0] "
+        "(without [0] if it returns the loss alone), with rng=jax.random.key(0)"
+    )
+
+
+def _refuse_rngs_second(loss_fn: Callable[..., Any]) -> None:
+    """A TypeError, before any work, for a loss that takes ``rngs`` second (Flax's
+    tutorials): lr_find_nnx would pass the batch as its ``rngs``."""
+    try:
+        parameters = inspect.signature(loss_fn).parameters.values()
+    except (TypeError, ValueError):
+        return
+    names = [parameter.name for parameter in parameters
+             if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD)]
+    if len(names) >= 3 and names[1] in ("rngs", "rng"):
+        raise TypeError(f"loss_fn{inspect.signature(loss_fn)} takes {names[1]} second; "
+                        + _tutorial_hint(loss_fn))
+
+
 @contextlib.contextmanager
-def _explained_rng_errors(call_rngs: bool) -> Iterator[None]:
+def _explained_rng_errors(call_rngs: bool, loss_fn: Callable[..., Any]) -> Iterator[None]:
     """Flax's errors about RNGs in a traced loss, turned into what to do in lr_find_nnx."""
     from flax.errors import TraceContextError
 
     try:
         yield
+    except TypeError as error:  # the nnx.Rngs used as data: rngs and batch swapped
+        said = str(error)
+        if not call_rngs or "Rng" not in said or "not a valid JAX array type" not in said:
+            raise
+        raise TypeError("loss_fn used the nnx.Rngs it was given as an array, as a loss that "
+                        "takes (model, rngs, batch) does; " + _tutorial_hint(loss_fn)) from error
     except TraceContextError as error:
         raise ValueError(
             "loss_fn changed an nnx object made outside lr_find (for example an nnx.Rngs it "

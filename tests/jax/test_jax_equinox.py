@@ -119,7 +119,9 @@ def test_dropout_key_form_sweeps_and_validates_in_inference_mode(data):
     validated = lr_find_equinox(
         model, ADAM, data, key_loss, rng=key, val_data=data,
         settings=Settings(val_every=4, val_batches=2),
-        options=JaxOptions(progress=False, opt_state=opt_state), **SWEEP)
+        options=JaxOptions(progress=False, opt_state=opt_state,
+                           val_loss_fn=lambda model, batch: key_loss(model, batch, None)),
+        **SWEEP)
     assert validated.meta["loss_kind"] == "validation"
     assert validated.stop_reason in ("diverged", "non-finite loss")
     assert_tree_equal(held, opt_state)
@@ -151,3 +153,74 @@ def test_bad_input_is_refused_before_anything_runs(ones_data):
                        r"takes the form with state="):
         lr_find_equinox(model, ADAM, ones_data, lambda m, b, k: state_loss(m, state, b, k),
                         rng=jax.random.key(0), **TINY)
+
+
+SEARCH = {"mode": "search", "training_steps": 60, "budget_steps": 150}
+
+
+def split_key_loss(model, state, batch, key):
+    """docs/jax.md's eqx_loss: it splits its key, so it cannot take key=None."""
+    inputs, labels = batch
+    forward = jax.vmap(model, axis_name="batch", in_axes=(0, None, 0), out_axes=(0, None))
+    logits, state = forward(inputs, state, jax.random.split(key, len(inputs)))
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), state
+
+
+def test_validation_with_rng_needs_an_eval_loss_before_any_work():
+    """With rng=, val_data or a search asks for val_loss_fn up front (the training loss
+    would get key=None, which a loss that splits its key cannot take); given one, the
+    search runs the documented model and loss."""
+    model, state = eqx.nn.make_with_state(Net)(jax.random.key(0))
+    before = arrays_of(model), host_copy(state)
+    calls = []
+
+    def counting(model, state, batch, key):
+        calls.append(1)
+        return split_key_loss(model, state, batch, key)
+
+    data, val = make_data(60), make_data(4, seed=9)
+    needs = (r"lr_find_equinox with rng= and val_data or mode='search' \(a search always "
+             r"validates\) needs options=JaxOptions\(val_loss_fn=\.\.\.\): val_loss_fn\(model, "
+             r"state, batch\) -> the loss in eval mode, without a key")
+    key = jax.random.key(1)
+    with pytest.raises(ValueError, match=needs):
+        lr_find_equinox(model, ADAM, data, counting, state=state, rng=key, val_data=val, **TINY)
+    with pytest.raises(ValueError, match=needs):
+        lr_find_equinox(model, ADAM, data, counting, state=state, rng=key, **SEARCH)
+    with pytest.raises(ValueError, match=r"needs options=JaxOptions\(val_loss_fn=\.\.\.\): "
+                       r"val_loss_fn\(model, batch\) -> the loss in eval mode"):
+        lr_find_equinox(DropoutNet(jax.random.key(1)), ADAM, data, key_loss, rng=key,
+                        settings=Settings(mode="search", training_steps=60))
+    assert not calls
+    evaluate = JaxOptions(progress=False,
+                          val_loss_fn=lambda model, state, batch: state_loss(model, state, batch,
+                                                                             None)[0])
+    result = lr_find_equinox(model, optax.adam, data, split_key_loss, state=state, rng=key,
+                             val_data=val, options=evaluate, **SEARCH)
+    assert np.all(np.isfinite(result.search.scores[result.search.rungs == 0][:3]))
+    assert_tree_equal(before[0], eqx.filter(model, eqx.is_array))
+    assert_tree_equal(before[1], state)
+
+
+def test_a_loss_of_model_x_y_is_told_to_take_the_batch_whole(ones_data):
+    """equinox's usual loss(model, x, y) is not told that it fits loss_fn(model, batch,
+    key) (rng= would pass the key as y), but how to take the batch whole."""
+    model = eqx.nn.MLP(IN, OUT, 8, 1, key=jax.random.key(0))
+    calls = []
+
+    def loss(model, x, y):
+        calls.append(1)
+        return optax.softmax_cross_entropy_with_integer_labels(jax.vmap(model)(x), y).mean()
+
+    whole = r"lambda model, batch: loss\(model, \*batch\)"
+    with pytest.raises(TypeError, match=r"without state= or rng=, lr_find_equinox calls "
+                       r"loss_fn\(model, batch\) -> loss, but loss\(model, x, y\) seems to take "
+                       r"the batch in two arguments.*loss_fn\(model, batch, key\) -> loss with "
+                       r"rng= alone.*" + whole):
+        lr_find_equinox(model, ADAM, ones_data, loss, **TINY)
+    with pytest.raises(TypeError, match=r"with rng= alone, lr_find_equinox calls .*" + whole):
+        lr_find_equinox(model, ADAM, ones_data, loss, rng=jax.random.key(0), **TINY)
+    assert not calls
+    result = lr_find_equinox(model, ADAM, ones_data, lambda model, batch: loss(model, *batch),
+                             options=QUIET, **TINY)
+    assert np.all(np.isfinite(result.losses))

@@ -514,3 +514,34 @@ def test_lr_find_equinox_without_equinox_says_what_to_install(monkeypatch, data)
     with pytest.raises(ImportError, match=r"lr_find_equinox needs equinox, which is not "
                        r"installed: pip install 'lrfind\[equinox\]'"):
         lr_find_equinox(object(), ADAM, data, nnx_loss)
+
+
+def test_nnx_tutorial_loss_with_rngs_second_is_refused_before_any_work(ones_data):
+    """Flax's MNIST tutorial loss, (model, rngs, batch) -> (loss, logits), passed as it
+    is: a TypeError showing the wrapper, before the loss is ever called (it was called
+    with the batch as rngs and failed inside JAX). A loss that names its rngs otherwise
+    gets the same hint when the sweep traces it."""
+    model = CallRngsNet(nnx.Rngs(0))
+    before = host_copy(nnx.state(model))
+    calls = []
+
+    def counting_tutorial_loss(model, rngs, batch):
+        calls.append(1)
+        return tutorial_loss(model, rngs, batch)
+
+    wrapper = (r"lambda model, batch, rngs: counting_tutorial_loss\(model, rngs, batch\)\[0\] "
+               r"\(without \[0\] if it returns the loss alone\), with rng=jax\.random\.key\(0\)")
+    for rng in (jax.random.key(0), None):
+        with pytest.raises(TypeError, match=r"loss_fn\(model, rngs, batch\) takes rngs second; "
+                           r"lr_find_nnx calls loss_fn\(module, batch, rngs\) -> loss.*" + wrapper):
+            lr_find_nnx(model, ADAM, ones_data, counting_tutorial_loss, rng=rng, **TINY)
+    assert not calls
+    assert_tree_equal(before, nnx.state(model))
+
+    def renamed(model, r, batch):
+        return tutorial_loss(model, r, batch)
+
+    with pytest.raises(TypeError, match=r"loss_fn used the nnx\.Rngs it was given as an array.*"
+                       r"lambda model, batch, rngs: renamed\(model, rngs, batch\)\[0\]"):
+        lr_find_nnx(model, ADAM, ones_data, renamed, rng=jax.random.key(0), **TINY)
+    assert_tree_equal(before, nnx.state(model))
