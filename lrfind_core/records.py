@@ -252,7 +252,8 @@ class SearchRecord:
         ``tolerance`` of its best, widened to the measured LR, scaled like ``lr``.
       tolerance: the relative score gap that counts as "as good" (0.02: 2%).
       reason: how the LR was chosen.
-      sweep_steps: optimizer steps of the bracketing sweep.
+      sweep_steps: optimizer steps planned for the bracketing sweep (it stops sooner
+        when its loss blows up; ``meta["steps_trained"]`` counts every step run).
       held_out_batches: training micro-batches held out as validation data (0
         when ``val_data`` was given).
       measured_lr: the best LR of the last rung's runs, as measured (the vertex);
@@ -285,7 +286,8 @@ class SearchRecord:
 
     @property
     def steps_trained(self) -> int:
-        """Optimizer steps the candidates trained (the sweep not included)."""
+        """Optimizer steps planned for the candidates, their horizons summed (the sweep
+        not included; ``meta["steps_trained"]`` counts the steps actually run)."""
         return int(np.sum(self.horizons))
 
     def rung(self, number: int) -> tuple[np.ndarray, np.ndarray]:
