@@ -67,13 +67,25 @@ def loader_generators(sources: Iterable[Any]) -> list[torch.Generator]:
 @contextlib.contextmanager
 def kept_loader_generators(sources: Iterable[Any]) -> Iterator[None]:
     """Put back the state of every generator the loaders among ``sources`` own, once
-    lr_find has drawn batches (and so shuffles) from them."""
+    lr_find has drawn batches (and so shuffles) from them, and the persistent iterator
+    a DataLoader keeps (the one lr_find made is shut down)."""
     saved = [(generator, generator.get_state()) for generator in loader_generators(sources)]
+    # a DataLoader with persistent_workers keeps the iterator lr_find made (its workers
+    # and their shuffle): the user's next epoch must start from the one it had
+    iterators = [(source, source._iterator) for source in sources
+                 if isinstance(source, torch.utils.data.DataLoader)]
     try:
         yield
     finally:
         for generator, state in saved:
             generator.set_state(state)
+        for loader, iterator in iterators:
+            made = loader._iterator
+            loader._iterator = iterator
+            if made is not None and made is not iterator:
+                shutdown = getattr(made, "_shutdown_workers", None)
+                if shutdown is not None:
+                    shutdown()
 
 
 class BatchTape:

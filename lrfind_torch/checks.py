@@ -65,6 +65,11 @@ def check_model_and_optimizer(model: Any, optimizer: Any) -> None:
         raise TypeError(
             f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
         )
+    if any(isinstance(module, torch.jit.ScriptModule) for module in model.modules()):
+        raise TypeError(
+            "model is (or holds) a torch.jit ScriptModule, whose parameters lr_find cannot "
+            "put back in place: pass the eager module before torch.jit.script/trace"
+        )
     model_params = {id(p) for p in model.parameters()}
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("model has no trainable parameters (none with requires_grad=True)")

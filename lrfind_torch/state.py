@@ -29,6 +29,7 @@ bit for bit. With ``mode="disk"`` the CPU copies live in a unique temporary file
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import random
 import tempfile
@@ -38,8 +39,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
-_PLAIN = (bool, int, float, str, type(None))
 
 
 def _cpu_copy(value: Any) -> Any:
@@ -66,29 +65,92 @@ def _deep_copy(value: Any) -> Any:
 
 
 def _copy_back(original: Any, saved: Any) -> Any:
-    """Write ``saved`` into ``original`` where both are tensors, also inside tuples,
-    lists and dicts of the same shape (Adam's tensor ``betas``); return the value to
-    keep: ``original`` itself wherever every tensor in it could be written back."""
+    """Write ``saved`` into ``original`` where both are tensors (resized back if the
+    sweep resized it), numpy arrays or RNGs, also inside tuples, lists, dicts and sets
+    (Adam's tensor ``betas``, a module's history); return the value to keep:
+    ``original`` itself wherever it could be written back, and ``saved`` when it is
+    the object itself (kept by reference)."""
+    if saved is original:
+        return original
     if isinstance(original, torch.Tensor) and isinstance(saved, torch.Tensor):
-        if original.shape == saved.shape and original.dtype == saved.dtype:
-            with torch.no_grad():
+        with torch.no_grad():
+            if original.shape == saved.shape and original.dtype == saved.dtype:
                 original.copy_(saved)
-            return original
-        return saved.to(original.device)
-    if (isinstance(original, list | tuple) and type(saved) is type(original)
+            else:  # resized in place by the sweep (an observer's buffer): its old shape
+                original.data = saved.to(original.device)
+        return original
+    if isinstance(saved, _RandomState):
+        return saved.put_back(original)
+    if (isinstance(original, np.ndarray) and isinstance(saved, np.ndarray)
+            and original.shape == saved.shape and original.dtype == saved.dtype):
+        np.copyto(original, saved)
+        return original
+    if isinstance(original, list) and isinstance(saved, list):
+        items = [_copy_back(old, new) for old, new in zip(original, saved, strict=False)]
+        items += [_deep_copy(new) for new in saved[len(original):]]
+        if len(items) != len(original) or any(
+                a is not b for a, b in zip(items, original, strict=True)):
+            original[:] = items
+        return original
+    if (isinstance(original, tuple) and type(saved) is type(original)
             and len(saved) == len(original)):
         items = [_copy_back(old, new) for old, new in zip(original, saved, strict=True)]
         if all(item is old for item, old in zip(items, original, strict=True)):
             return original
-        if isinstance(original, list):
-            original[:] = items
-            return original
         return type(original)(*items) if hasattr(original, "_fields") else type(original)(items)
-    if isinstance(original, dict) and isinstance(saved, dict) and saved.keys() == original.keys():
-        for key in saved:
-            original[key] = _copy_back(original[key], saved[key])
+    if isinstance(original, dict) and isinstance(saved, dict):
+        restored = {key: _copy_back(original[key], value) if key in original
+                    else _deep_copy(value) for key, value in saved.items()}
+        if list(original) != list(restored) or any(
+                original[key] is not value for key, value in restored.items()):
+            original.clear()  # only when changed: some dicts refuse it (a ModelOutput)
+            original.update(restored)
+        return original
+    if isinstance(original, set) and isinstance(saved, set):
+        if original != saved:
+            original.clear()
+            original.update(saved)
         return original
     return _deep_copy(saved)
+
+
+@dataclass(frozen=True)
+class _RandomState:
+    """The state of a ``torch.Generator`` or a numpy ``Generator`` a module holds."""
+
+    state: Any
+
+    def put_back(self, generator: Any) -> Any:
+        if isinstance(generator, torch.Generator):
+            generator.set_state(self.state)
+        else:
+            generator.bit_generator.state = self.state
+        return generator
+
+
+def _attribute_copy(value: Any) -> Any:
+    """What the restore needs to put ``value`` (an attribute of a module or optimizer)
+    back: CPU copies of tensors and numpy arrays, RNG states, containers item by item,
+    anything else by reference (an object's own inner state is not copied)."""
+    if isinstance(value, torch.Tensor):
+        if value.is_inference() or value.is_meta:  # neither can change in place
+            return value
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, torch.Generator):
+        return _RandomState(value.get_state())
+    if isinstance(value, np.random.Generator):
+        return _RandomState(copy.deepcopy(value.bit_generator.state))
+    if isinstance(value, dict):
+        return {key: _attribute_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_attribute_copy(item) for item in value]
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return type(value)(_attribute_copy(item) for item in value)
+    if isinstance(value, set):
+        return set(value)
+    return value
 
 
 def rng_states() -> dict[str, Any]:
@@ -128,9 +190,9 @@ class _ModuleRecord:
     grads: list[tuple[torch.Tensor, torch.Tensor | None, bool]] = field(default_factory=list)
     attributes: list[tuple[torch.nn.Module, dict[str, Any], dict[str, Any]]] = field(
         default_factory=list)
-    """Per submodule: its public plain attributes (the objects) and the contents of
-    those that are lists, dicts or sets (a ``training_step`` that appends to
-    ``self.outputs``, a counter ``self.calls += 1``)."""
+    """Per submodule: its public plain attributes (the objects) and their
+    :func:`_attribute_copy` (a ``training_step`` that appends to ``self.outputs``, a
+    counter ``self.calls += 1``, a history dict of lists, an RNG of its own)."""
 
     @classmethod
     def capture(cls, module: torch.nn.Module, values: dict[str, Any]) -> _ModuleRecord:
@@ -153,7 +215,13 @@ class _ModuleRecord:
                         record.grads.append((tensor, tensor.grad, tensor.requires_grad))
                         if tensor.grad is not None:
                             values["grads"][key] = tensor.grad.detach().to("cpu", copy=True)
-            record.attributes.append(_public_attributes(submodule, record, values, seen))
+            for name in MODULE_DICTS:
+                entries = getattr(submodule, name, None)
+                if isinstance(entries, dict):
+                    record.containers.append((entries, dict(entries)))
+            public = {name: value for name, value in vars(submodule).items()
+                      if _is_public(name)}
+            record.attributes.append((submodule, public, _attribute_copy(public)))
         return record
 
     def restore(self, values: dict[str, Any]) -> None:
@@ -163,22 +231,15 @@ class _ModuleRecord:
         for container, entries in self.containers:
             container.clear()
             container.update(entries)
-        for tensor in self.tensors:
-            with torch.no_grad():
-                tensor.copy_(values["tensors"][str(id(tensor))])
-        for module, public, contents in self.attributes:
+        for tensor in self.tensors:  # resized back too, if the sweep resized it
+            _copy_back(tensor, values["tensors"][str(id(tensor))])
+        for module, public, saved in self.attributes:
             attributes = vars(module)
             for name in [name for name in attributes if _is_public(name)]:
                 if name not in public:  # added by the sweep
                     del attributes[name]
-            attributes.update(public)
-            for name, saved in contents.items():
-                held = public[name]
-                held.clear()
-                if isinstance(held, list):
-                    held.extend(saved)
-                else:
-                    held.update(saved)
+            for name, value in public.items():
+                attributes[name] = _copy_back(value, saved[name])
         for module, training in self.training:
             module.training = training
         for param, grad, requires_grad in self.grads:
@@ -187,28 +248,16 @@ class _ModuleRecord:
             param.grad = None if grad is None else _copy_back(grad, saved)
 
 
+MODULE_DICTS = ("_modules", "_forward_hooks", "_forward_pre_hooks", "_backward_hooks",
+                "_backward_pre_hooks", "_forward_hooks_with_kwargs",
+                "_forward_pre_hooks_with_kwargs", "_forward_hooks_always_called")
+"""A module's dicts of submodules and hooks: entries the sweep adds or replaces (a head
+built on first use, a swapped activation, a hook) are put back as they were."""
+
+
 def _is_public(name: str) -> bool:
     """A user's attribute of a module (torch keeps its own under ``_`` names)."""
     return not name.startswith("_") and name != "training"
-
-
-def _public_attributes(
-    module: torch.nn.Module, record: _ModuleRecord, values: dict[str, Any], seen: set[int]
-) -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any]]:
-    """``module``'s public plain attributes, the contents of its lists, dicts and sets,
-    and (into ``record``/``values``) a CPU copy of each tensor among them."""
-    public = {name: value for name, value in vars(module).items() if _is_public(name)}
-    contents: dict[str, Any] = {}
-    for name, value in public.items():
-        if isinstance(value, list | dict | set):
-            contents[name] = copy.copy(value)
-        elif (isinstance(value, torch.Tensor) and id(value) not in seen
-              and not value.is_inference() and not value.is_meta):  # neither can change
-            seen.add(id(value))
-            record.tensors.append(value)
-            if str(id(value)) not in values["tensors"]:
-                values["tensors"][str(id(value))] = value.detach().to("cpu", copy=True)
-    return module, public, contents
 
 
 @dataclass
@@ -219,6 +268,9 @@ class _OptimizerRecord:
     state: dict[torch.Tensor, tuple[dict[str, Any], dict[str, Any]]]
     """Per parameter: its state dict (the object) and that dict's entries."""
     groups: list[dict[str, Any]]
+    attributes: dict[str, Any] = field(default_factory=dict)
+    """Its other attributes (the objects), and :attr:`saved`, their copies."""
+    saved: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def capture(cls, optimizer: torch.optim.Optimizer) -> tuple[_OptimizerRecord, dict[str, Any]]:
@@ -238,17 +290,14 @@ class _OptimizerRecord:
                 _cpu_copy({k: v for k, v in group.items() if k != "params"})
                 for group in optimizer.param_groups
             ],
-            "attributes": {
-                key: value
-                for key, value in vars(optimizer).items()
-                if key not in ("state", "param_groups") and isinstance(value, _PLAIN)
-            },
-            "keys": set(vars(optimizer)),
         }
+        record.attributes = {key: value for key, value in vars(optimizer).items()
+                             if key not in ("state", "param_groups")}
+        record.saved = _attribute_copy(record.attributes)  # in memory: hooks, functions
         return record, values
 
     def restore(self, values: dict[str, Any]) -> None:
-        """State and group dicts back (same objects), plain attributes back, new ones gone."""
+        """State and group dicts back (same objects), attributes back, new ones gone."""
         optimizer = self.optimizer
         for param in list(optimizer.state):
             if param not in self.state:
@@ -268,9 +317,10 @@ class _OptimizerRecord:
             group.clear()
             group.update(restored)
         attributes = vars(optimizer)
-        for key in set(attributes) - values["keys"]:
+        for key in set(attributes) - set(self.attributes) - {"state", "param_groups"}:
             del attributes[key]
-        attributes.update(values["attributes"])
+        for key, value in self.attributes.items():
+            attributes[key] = _copy_back(value, self.saved[key])
 
 
 def _with_inner_optimizers(optimizers: Sequence[Any]) -> list[Any]:
@@ -283,8 +333,10 @@ def _with_inner_optimizers(optimizers: Sequence[Any]) -> list[Any]:
         if any(optimizer is seen for seen in found):
             continue
         found.append(optimizer)
-        pending += [value for value in vars(optimizer).values()
-                    if isinstance(value, torch.optim.Optimizer)]
+        for value in vars(optimizer).values():
+            held = value.values() if isinstance(value, dict) else (
+                value if isinstance(value, list | tuple) else [value])
+            pending += [inner for inner in held if isinstance(inner, torch.optim.Optimizer)]
     return found
 
 
@@ -347,18 +399,28 @@ class TrainingSnapshot:
     def restore(self) -> None:
         """Put every recorded object and value back as it was at capture time."""
         values = self._load_values()
-        for module in self._modules:
-            module.restore(values)
-        for optimizer, optimizer_values in zip(self._optimizers, values["optimizers"], strict=True):
-            optimizer.restore(optimizer_values)
+        parts = [functools.partial(module.restore, values) for module in self._modules]
+        parts += [functools.partial(optimizer.restore, optimizer_values) for optimizer,
+                  optimizer_values in zip(self._optimizers, values["optimizers"], strict=True)]
         if self._grad_scaler is not None:
-            scaler_vars = vars(self._grad_scaler)
-            scaler_vars.clear()
-            for key, saved in values["scaler"].items():
-                scaler_vars[key] = _copy_back(self._scaler_objects.get(key), saved)
-        for extra, state in zip(self._extras, values["extras"], strict=True):
-            extra.load_state_dict(copy.deepcopy(state))
-        set_rng_states(values["rng"])
+            parts.append(functools.partial(self._restore_scaler, values["scaler"]))
+        parts += [functools.partial(extra.load_state_dict, copy.deepcopy(state))
+                  for extra, state in zip(self._extras, values["extras"], strict=True)]
+        parts.append(functools.partial(set_rng_states, values["rng"]))
+        errors = []
+        for part in parts:  # one part that fails must not leave the others undone
+            try:
+                part()
+            except Exception as error:
+                errors.append(error)
+        if errors:
+            raise errors[0]
+
+    def _restore_scaler(self, saved: dict[str, Any]) -> None:
+        scaler_vars = vars(self._grad_scaler)
+        scaler_vars.clear()
+        for key, value in saved.items():
+            scaler_vars[key] = _copy_back(self._scaler_objects.get(key), value)
 
     def close(self) -> None:
         """Delete the temporary file of a disk snapshot (safe to call twice)."""

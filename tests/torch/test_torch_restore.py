@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import math
 import random
 from typing import Any
@@ -604,3 +605,133 @@ def test_python_state_a_forward_keeps_is_put_back(fail: bool) -> None:
     assert model.calls == 0
     assert model.scale is scale and torch.equal(scale, torch.ones(NUM_CLASSES))
     assert not hasattr(model, "last")
+
+
+class Refusing(dict):
+    """A dict that refuses to be cleared or updated (as transformers' ModelOutput)."""
+
+    def clear(self) -> None:
+        raise RuntimeError("you cannot clear this")
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("you cannot update this")
+
+
+class Eventful(nn.Module):
+    """Python and tensor state a forward changes in the ways real modules do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Linear(FEATURES, NUM_CLASSES)
+        self.act = nn.ReLU()
+        self.register_buffer("observed", torch.zeros(1))  # resized in place, as QAT does
+        self.history: collections.defaultdict[str, list[float]] = collections.defaultdict(list)
+        self.queue = [torch.zeros(3)]
+        self.output = Refusing(kind="logits")  # never changed by the sweep
+        self.generator = torch.Generator().manual_seed(3)
+        self.numpy_rng = np.random.default_rng(3)
+        self.seen = np.zeros(1)
+        self.calls = 0
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        with torch.no_grad():
+            self.observed.resize_(NUM_CLASSES).fill_(float(self.calls))
+            self.queue[0].add_(1.0)
+        self.history["loss"].append(float(self.calls))
+        self.seen += 1
+        torch.rand(1, generator=self.generator)
+        self.numpy_rng.random()
+        if self.calls == 3:
+            self.head = nn.Identity()  # a submodule built on first use
+            self.act = nn.Tanh()  # a submodule swapped
+        return self.act(self.body(inputs))
+
+
+class LoggingSGD(torch.optim.SGD):
+    """An optimizer with state of its own beside ``state``, and inner optimizers in a list."""
+
+    def __init__(self, params: Any, inner: list[torch.optim.Optimizer]) -> None:
+        super().__init__(params, lr=0.1)
+        self.global_step = torch.zeros(())
+        self.log: list[float] = []
+        self.inner = inner
+
+    def step(self, closure: Any = None) -> Any:
+        self.global_step += 1
+        self.log.append(float(self.param_groups[0]["lr"]))
+        for inner in self.inner:
+            inner.step()
+        return super().step(closure)
+
+
+def test_module_and_optimizer_state_of_every_kind_comes_back() -> None:
+    torch.manual_seed(0)
+    model = Eventful()
+    extra = nn.Linear(2, 2)
+    inner = torch.optim.Adam(extra.parameters(), lr=1e-3)
+    extra(torch.ones(1, 2)).sum().backward()
+    inner.step()  # its step count is 1
+    optimizer = LoggingSGD(model.parameters(), [inner])
+    before = (model.observed.clone(), dict(model.history), model.generator.get_state(),
+              model.numpy_rng.bit_generator.state, inner.state_dict()["state"][0]["step"].item())
+    act, history, queue = model.act, model.history, model.queue[0]
+    lr_find(model, optimizer, batches(16), cross_entropy, **SWEEP)
+    assert model.observed.shape == (1,) and torch.equal(model.observed, before[0])
+    assert model.history is history and dict(history) == before[1] == {}
+    assert model.queue[0] is queue and torch.equal(queue, torch.zeros(3))
+    assert dict(model.output) == {"kind": "logits"}
+    assert torch.equal(model.generator.get_state(), before[2])
+    assert model.numpy_rng.bit_generator.state == before[3]
+    assert model.seen.tolist() == [0.0] and model.calls == 0
+    assert model.act is act and "head" not in model._modules
+    assert optimizer.global_step.item() == 0 and optimizer.log == []
+    assert inner.state_dict()["state"][0]["step"].item() == before[4] == 1
+
+
+def test_a_script_module_is_refused_before_any_step() -> None:
+    torch.manual_seed(0)
+    model = torch.jit.script(nn.Sequential(nn.Linear(FEATURES, NUM_CLASSES)))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    weights = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(TypeError, match=r"torch\.jit ScriptModule.*pass the eager module"):
+        lr_find(model, optimizer, batches(16), cross_entropy, **SWEEP)
+    assert all(torch.equal(p, w) for p, w in zip(model.parameters(), weights, strict=True))
+
+
+def test_a_part_that_fails_to_restore_does_not_leave_the_others_undone() -> None:
+    class Broken:
+        def state_dict(self) -> dict[str, Any]:
+            return {}
+
+        def load_state_dict(self, state: dict[str, Any]) -> None:
+            raise RuntimeError("cannot load")
+
+    setup = failing_setup()
+    before = capture(setup.model, setup.optimizer)
+    rng = torch.get_rng_state()
+    with pytest.raises(RuntimeError, match="cannot load"):
+        lr_find(setup.model, setup.optimizer, setup.data, cross_entropy,
+                options=TorchOptions(progress=False, restore_also=[Broken()]), **RANGE)
+    assert_restored(before, setup.model, setup.optimizer)
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_a_persistent_workers_loader_starts_the_next_epoch_as_without_lr_find() -> None:
+    fixed = torch.Generator().manual_seed(1)
+    data = torch.utils.data.TensorDataset(torch.randn(64, FEATURES, generator=fixed),
+                                          torch.randint(0, NUM_CLASSES, (64,), generator=fixed))
+
+    def loader() -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(
+            data, batch_size=8, shuffle=True, num_workers=1, persistent_workers=True,
+            generator=torch.Generator().manual_seed(5))
+
+    torch.manual_seed(0)
+    untouched, swept = loader(), loader()
+    model = nn.Linear(FEATURES, NUM_CLASSES)
+    lr_find(model, torch.optim.SGD(model.parameters(), lr=0.1), swept, cross_entropy,
+            **SWEEP)
+    assert swept._iterator is None
+    first = [batch[1].tolist() for batch in untouched]
+    assert [batch[1].tolist() for batch in swept] == first

@@ -7,6 +7,7 @@ model, optimizer, scaler and the RNGs against it, bit for bit.
 
 from __future__ import annotations
 
+import collections
 import copy
 import dataclasses
 import math
@@ -394,11 +395,13 @@ class RecordingSGD(torch.optim.SGD):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.recorded_lrs: list[list[float]] = []
+        # A deque, not a list: lr_find puts an optimizer's lists back as they were,
+        # and the test reads what the sweep recorded after the call.
+        self.recorded_lrs: collections.deque[list[float]] = collections.deque()
 
     def __setstate__(self, state: dict[str, Any]) -> None:  # a deepcopy records afresh
         super().__setstate__(state)
-        self.recorded_lrs = []
+        self.recorded_lrs = collections.deque()
 
     def step(self, closure: Any = None) -> Any:
         self.recorded_lrs.append([float(group["lr"]) for group in self.param_groups])
