@@ -278,13 +278,17 @@ def check_loss_output(
 
 def depends_on_inputs(jaxpr: Any, first_inputs: int, output: int) -> bool:
     """Whether output ``output`` of ``jaxpr`` may depend on its first ``first_inputs``
-    inputs: an equation with any such input taints all of its outputs (so a nested
-    jaxpr counts as a whole, and ``stop_gradient`` too). False only when no path
-    exists, as for a loss computed without its params."""
+    inputs: an equation with any such input taints all of its outputs and inputs (so a
+    nested jaxpr counts as a whole, ``stop_gradient`` too, and a write into a mutable
+    ref taints the ref). False only when no path exists, as for a loss computed
+    without its params; a loss whose path has zero gradient (through ``argmax``) is
+    not caught."""
     tainted = set(jaxpr.invars[:first_inputs])
     for equation in jaxpr.eqns:
-        if any(not isinstance(var, Literal) and var in tainted for var in equation.invars):
+        inputs = [var for var in equation.invars if not isinstance(var, Literal)]
+        if any(var in tainted for var in inputs):
             tainted.update(equation.outvars)
+            tainted.update(inputs)  # a write into a mutable ref has no output: taint it
     result = jaxpr.outvars[output]
     return not isinstance(result, Literal) and result in tainted
 

@@ -235,7 +235,12 @@ def initial_opt_state(transformation: Any, params: Any) -> Any:
             # an unhashable init, or one that branches on a value in Python, runs eagerly
             opt_state = _compiled_init(transformation.init)(params)
     if opt_state is None:
-        opt_state = transformation.init(params)
+        # eager: its leaves may be the user's own arrays (a hyperparameter given as an
+        # array, a key, the params) or one array twice (lbfgs): all copied, since the
+        # program may donate this state
+        from lrfind_jax.sweep import fresh_copy
+
+        return fresh_copy(transformation.init(params))
     param_ids = {id(leaf) for leaf in jax.tree_util.tree_leaves(params)}
     return jax.tree_util.tree_map(
         lambda leaf: jnp.array(leaf, copy=True) if id(leaf) in param_ids else leaf, opt_state

@@ -333,3 +333,17 @@ def test_a_loss_through_a_nested_jit_is_not_refused(user):
     result = lr_find(params, ADAM, data, nested, num_steps=STEPS,
                      options=JaxOptions(progress=False))
     assert result.meta["steps_trained"] == STEPS
+
+
+@pytest.mark.skipif(not hasattr(jax, "new_ref"), reason="jax without mutable refs")
+def test_a_loss_that_accumulates_into_a_mutable_ref_is_not_refused(user):
+    params, data = user
+
+    def through_a_ref(p, batch):  # the write into the ref has no output of its own
+        total = jax.new_ref(jnp.zeros((), jnp.float32))
+        total[...] += mlp_loss(p, batch)
+        return total[...]
+
+    result = lr_find(params, ADAM, data, through_a_ref, num_steps=STEPS,
+                     options=JaxOptions(progress=False))
+    assert result.meta["steps_trained"] == STEPS
