@@ -23,7 +23,7 @@ from lrfind_core.batch_source import held_out_error
 from lrfind_core.plan import RunPlan, RunRecord
 from lrfind_core.progress import ProgressBar
 from lrfind_core.versions import package_versions
-from lrfind_jax.checks import check_devices, check_loss_output
+from lrfind_jax.checks import check_devices, check_loss_output, check_validation_loss
 from lrfind_jax.data import (
     BatchSequence,
     batch_example,
@@ -164,6 +164,9 @@ class JaxBackend:
         key = _program_key(spec, state, inputs, plan, options.execution)
         program = cached_program(key)
         loss_dtype = program.loss_dtype if program else self._loss_dtype(data)
+        if program is None and val_data is not None:
+            check_validation_loss(model.val_loss_fn, model.params, model.model_state,
+                                  batch_example(val_data))
         carry = start_runs(plan, state, np.dtype(loss_dtype), model.opt_state_is_new)
         if program is None and plan.num_runs > 1 and key in _SEQUENTIAL:
             return self._one_by_one(plan, notices)

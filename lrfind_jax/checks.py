@@ -276,6 +276,19 @@ def check_loss_output(
     return np.dtype(loss.dtype)
 
 
+def check_validation_loss(val_loss_fn: Callable[..., Any], params: Any, model_state: Any,
+                          batch: Any) -> None:
+    """The validation loss (``val_loss_fn(params, model_state, batch)``, traced on one
+    batch's shapes) depends on the params: else every candidate would score alike."""
+    traced = jax.make_jaxpr(val_loss_fn)(params, model_state, batch)
+    if not depends_on_inputs(traced.jaxpr, len(jax.tree_util.tree_leaves(params)), 0):
+        raise ValueError(
+            "the validation loss (val_loss_fn) does not depend on the params it is given, "
+            "so every run would score the same: compute it from its params argument (one "
+            "that closes over params from outside the function is a common slip)"
+        )
+
+
 def depends_on_inputs(jaxpr: Any, first_inputs: int, output: int) -> bool:
     """Whether output ``output`` of ``jaxpr`` may depend on its first ``first_inputs``
     inputs: an equation with any such input taints all of its outputs and inputs (so a
@@ -302,6 +315,7 @@ __all__ = [
     "check_params",
     "check_rng",
     "check_same_structure",
+    "check_validation_loss",
     "refuse_keywords",
     "refuse_tuple_loss",
     "takes_positional",

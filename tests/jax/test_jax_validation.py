@@ -136,3 +136,21 @@ def test_the_stateful_form_takes_an_eval_loss(params, data, val_data):
                     **RANGE)
     assert given.meta["loss_kind"] == "validation"
     np.testing.assert_allclose(given.losses, plain.losses, rtol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["sweep", "search"])
+def test_a_validation_loss_that_ignores_its_params_is_refused(mode):
+    # checked when the first program that validates is compiled: before any step of a
+    # sweep with val_data; after the bracketing sweep (training loss) of a search
+    from lrfind_jax_testing import init_mlp, make_data, mlp_loss
+
+    params, outer = init_mlp(0), init_mlp(1)
+    keywords = ({"num_steps": 12} if mode == "sweep"
+                else {"training_steps": 60, "budget_steps": 150})
+    with pytest.raises(ValueError, match=r"the validation loss \(val_loss_fn\) does not "
+                                         "depend on the params it is given"):
+        lr_find(params, optax.sgd, make_data(60, seed=1), mlp_loss,
+                val_data=make_data(4, seed=8), mode=mode,
+                options=JaxOptions(progress=False,
+                                   val_loss_fn=lambda p, batch: mlp_loss(outer, batch)),
+                **keywords)
