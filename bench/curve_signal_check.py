@@ -50,22 +50,9 @@ def noise_shares(seed: int = 0, curves: int = 3000) -> dict[int, float]:
     return shares
 
 
-def real_curves() -> dict[str, float]:
-    """Each recorded classic or K-sweep curve's fall in noise units."""
-    found = {}
-    paths = sorted(HERE.glob("quality_runs/*/seed*_classic.json")) + sorted(
-        HERE.glob("quality_runs/*/seed*_k_sweeps.json"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for path in paths:
-            measured = sweep_fall_in_noise_units(LRFindResult.load(path))
-            if measured is not None:
-                found[f"{path.parent.name}/{path.name}"] = measured[0]
-    return found
-
-
-def every_real_curve() -> dict[str, float]:
-    """Each recorded curve's fall in noise units, whether it stopped or not."""
+def real_curves(ran_to_end: bool = True) -> dict[str, float]:
+    """Each recorded classic or K-sweep curve's fall in noise units: those the warning
+    judges (``ran_to_end``: curves that did not stop), or every one, stopped or not."""
     found = {}
     paths = sorted(HERE.glob("quality_runs/*/seed*_classic.json")) + sorted(
         HERE.glob("quality_runs/*/seed*_k_sweeps.json"))
@@ -73,9 +60,12 @@ def every_real_curve() -> dict[str, float]:
         warnings.simplefilter("ignore")
         for path in paths:
             result = LRFindResult.load(path)
-            begin = result.planned_points // 10
-            measured = fall_in_noise_units(result.losses, result.smoothed_losses, begin,
-                                           result.settings.beta)
+            if ran_to_end:
+                measured = sweep_fall_in_noise_units(result)
+            else:
+                measured = fall_in_noise_units(result.losses, result.smoothed_losses,
+                                               result.planned_points // 10,
+                                               result.settings.beta)
             if measured is not None:
                 found[f"{path.parent.name}/{path.name}"] = measured[0]
     return found
@@ -94,7 +84,7 @@ def main() -> None:
         "real_curves": len(real),
         "real_lowest_units": min(real.values()),
         "real_warned": warned,
-        "every_real_curve": len(every := every_real_curve()),
+        "every_real_curve": len(every := real_curves(ran_to_end=False)),
         "every_real_lowest_units": min(every.values()),
     }
     print(json.dumps(summary, indent=1))

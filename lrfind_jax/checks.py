@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lrfind_core.settings import resolve_settings
+
 try:
     from jax.extend.core import Literal
 except ImportError:  # jax before jax.extend.core held it
@@ -276,6 +278,21 @@ def check_loss_output(
     return np.dtype(loss.dtype)
 
 
+def validates(keywords: dict[str, Any]) -> bool:
+    """Whether ``lr_find``'s keywords (an adapter's ``**keywords``) ask for validation:
+    ``val_data``, or a search, which always validates (settings that do not resolve
+    are left for ``lr_find`` to report)."""
+    if keywords.get("val_data") is not None:
+        return True
+    common = ("mode", "for_schedule", "training_steps", "budget_steps")
+    try:
+        settings = resolve_settings(keywords.get("settings"),
+                                    **{name: keywords.get(name) for name in common})
+    except (TypeError, ValueError):
+        return False
+    return settings.mode == "search"
+
+
 def check_validation_loss(val_loss_fn: Callable[..., Any], params: Any, model_state: Any,
                           batch: Any) -> None:
     """The validation loss (``val_loss_fn(params, model_state, batch)``, traced on one
@@ -319,4 +336,5 @@ __all__ = [
     "refuse_keywords",
     "refuse_tuple_loss",
     "takes_positional",
+    "validates",
 ]

@@ -22,9 +22,14 @@ from typing import Any
 
 from lrfind_core.arguments import check_callable
 from lrfind_core.result import LRFindResult
-from lrfind_jax.checks import LossForm, check_loss_form, refuse_keywords, refuse_tuple_loss
+from lrfind_jax.checks import (
+    LossForm,
+    check_loss_form,
+    refuse_keywords,
+    refuse_tuple_loss,
+    validates,
+)
 from lrfind_jax.finder import lr_find
-from lrfind_jax.flax_adapters import _is_search
 from lrfind_jax.options import JaxOptions, checked_options
 
 FORMS = {
@@ -232,7 +237,7 @@ def _check_validation(keywords: dict[str, Any], options: JaxOptions, rng: Any, f
     """With ``rng=``, validation (``val_data``, or a search, which always validates) needs
     the user's eval-mode ``val_loss_fn``: ``loss_fn`` would get ``key=None``, which a loss
     that splits its key cannot take."""
-    validating = keywords.get("val_data") is not None or _is_search(keywords)
+    validating = validates(keywords)
     if not validating or rng is None or options.val_loss_fn is not None:
         return
     call = "val_loss_fn(model, state, batch)" if form == "state" else "val_loss_fn(model, batch)"

@@ -25,13 +25,13 @@ import jax
 
 from lrfind_core.arguments import check_callable
 from lrfind_core.result import LRFindResult
-from lrfind_core.settings import resolve_settings
 from lrfind_jax.checks import (
     LossForm,
     check_loss_form,
     check_same_structure,
     refuse_keywords,
     refuse_tuple_loss,
+    validates,
 )
 from lrfind_jax.finder import lr_find
 from lrfind_jax.injection import check_held_transformation
@@ -374,8 +374,7 @@ def lr_find_linen(
     if not isinstance(variables, dict) or "params" not in variables:
         raise ValueError("variables must be a dict with a 'params' collection")
     options = checked_options(keywords.pop("options", None))
-    searching = _is_search(keywords)
-    if keywords.get("val_data") is not None or searching:  # a search always validates
+    if validates(keywords):
         if options.val_loss_fn is None:
             raise ValueError(
                 "lr_find_linen with val_data or mode='search' needs "
@@ -398,18 +397,6 @@ def lr_find_linen(
             f"{error}; pass rng=jax.random.key(0) to lr_find_linen to feed the "
             f"{list(rng_streams)} stream(s)"
         ) from error
-
-
-def _is_search(keywords: dict[str, Any]) -> bool:
-    """Whether ``lr_find``'s keywords ask for a search (settings that do not resolve
-    are left for ``lr_find`` to report)."""
-    common = ("mode", "for_schedule", "training_steps", "budget_steps")
-    try:
-        settings = resolve_settings(keywords.get("settings"),
-                                    **{name: keywords.get(name) for name in common})
-    except (TypeError, ValueError):
-        return False
-    return settings.mode == "search"
 
 
 TRAIN_STATE_FORMS = (

@@ -15,6 +15,22 @@ from lrfind_core.settings import Settings
 
 PEAK_NOTE = "so the suggestion is a peak LR"
 PLATEAU_NOTE = "the suggestion is the LR it holds until a plateau"
+DECAY_NOTE = (
+    "it decays from its first LR without a warmup: the suggestion is a constant LR, the one "
+    "to start from"
+)
+
+TORCH_SCHEDULERS: dict[str, tuple[str, str | None]] = {
+    "OneCycleLR": ("one_cycle", None),
+    "ReduceLROnPlateau": ("constant", PLATEAU_NOTE),
+    **dict.fromkeys(
+        ("StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR",
+         "CosineAnnealingWarmRestarts", "PolynomialLR"),
+        ("constant", DECAY_NOTE),
+    ),
+}
+"""The class name of one of torch's own schedulers -> (lrfind's ``for_schedule``, why
+that is approximate, or None where it is exact); both adapters read them so."""
 
 
 class SweepKeywords(TypedDict, total=False):
@@ -88,8 +104,10 @@ def usable_lrs(optimizer: torch.optim.Optimizer, notices: list[str]) -> Iterator
 
 
 __all__ = [
+    "DECAY_NOTE",
     "PEAK_NOTE",
     "PLATEAU_NOTE",
+    "TORCH_SCHEDULERS",
     "SweepKeywords",
     "check_sweep_keywords",
     "package_of",

@@ -89,20 +89,7 @@ TRANSFORMERS_LAMBDAS: dict[str, str] = {
 """The ``lr_lambda`` of a ``LambdaLR`` that ``transformers.optimization`` builds (its
 ``get_*_schedule*`` functions) -> the :data:`SCHEDULES` name it reads as."""
 
-TORCH_DECAY_NOTE = (
-    "it decays from its first LR without a warmup: the suggestion is a constant LR, the one "
-    "to start from"
-)
-
-TORCH_SCHEDULERS: dict[str, tuple[str, str | None]] = {
-    "OneCycleLR": ("one_cycle", None),
-    "ReduceLROnPlateau": ("constant", common.PLATEAU_NOTE),
-    **dict.fromkeys(
-        ("StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR",
-         "CosineAnnealingWarmRestarts", "PolynomialLR"),
-        ("constant", TORCH_DECAY_NOTE),
-    ),
-}
+TORCH_SCHEDULERS = common.TORCH_SCHEDULERS
 """A ``torch.optim.lr_scheduler`` class (exactly, not a subclass) passed to the Trainer ->
 (lrfind's ``for_schedule``, why approximate or None), as ``lr_find_lightning`` reads them.
 ``ConstantLR`` and ``LinearLR`` are read from their factors (:func:`read_scheduler`)."""
@@ -313,7 +300,7 @@ def read_scheduler(scheduler: Any) -> tuple[str, str | None] | None:
                       else (scheduler.start_factor, scheduler.end_factor))
         if start == end or scheduler.last_epoch >= scheduler.total_iters:
             return "constant", None  # it holds the LR from here on
-        return SCHEDULES["constant_with_warmup"] if start < end else ("constant", TORCH_DECAY_NOTE)
+        return SCHEDULES["constant_with_warmup"] if start < end else ("constant", common.DECAY_NOTE)
     return TORCH_SCHEDULERS.get(kind.__name__)
 
 

@@ -67,20 +67,7 @@ PACKAGES = ("lightning", "pytorch_lightning")
 STAND_INS = ("log", "log_dict", "print")
 """Module methods replaced while lr_find runs (see the module docstring)."""
 
-DECAY_NOTE = (
-    "it decays from its first LR without a warmup: the suggestion is a constant LR, the one "
-    "to start from"
-)
-
-SCHEDULES: dict[str, tuple[str, str | None]] = {
-    "OneCycleLR": ("one_cycle", None),
-    "ReduceLROnPlateau": ("constant", common.PLATEAU_NOTE),
-    **dict.fromkeys(
-        ("StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR",
-         "CosineAnnealingWarmRestarts", "PolynomialLR"),
-        ("constant", DECAY_NOTE),
-    ),
-}
+SCHEDULES = common.TORCH_SCHEDULERS
 """The class name of the scheduler ``configure_optimizers`` returns -> (lrfind's
 ``for_schedule``, why that is approximate, or None where it is exact). Without a
 scheduler the LR is constant: ``"constant"``, exact. Any other scheduler (``LambdaLR``,
